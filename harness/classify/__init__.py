@@ -1,0 +1,1 @@
+"""The classifier side of CAS: models, training recipes, the train loop and evaluation."""

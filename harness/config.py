@@ -1,0 +1,155 @@
+"""The sweep configuration: a typed schema for the YAML a user writes.
+
+Everything is checked before any work starts. Unknown keys, wrong types and impossible
+values raise ``ConfigError`` naming the file, the field, what was given and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DATASET_KINDS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "folder", "npz")
+RECIPES = ("digits-small", "paper-cifar", "paper-imagenet")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be run as written."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    """The real data: what CAS's samples replace and what every classifier is tested on."""
+
+    kind: Literal[DATASET_KINDS]  # type: ignore[valid-type]
+    params: dict[str, Any] = Field(default_factory=dict)
+    val_fraction: float | None = Field(default=None, gt=0, lt=1)
+    split_seed: int = 0
+
+
+class GeneratorConfig(_Strict):
+    """One generator of the comparison: a built-in kind or ``package.module:attr``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    truncations: list[float] | None = None
+
+    @field_validator("truncations")
+    @classmethod
+    def _positive(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None:
+            if not value:
+                raise ValueError("must list at least one truncation, or be left out")
+            bad = [t for t in value if not t > 0]
+            if bad:
+                raise ValueError(f"truncations must be > 0 (dims of z outside [-2τ, 2τ] are resampled); got {bad}")
+        return value
+
+
+class ClassifierConfig(_Strict):
+    """The classifier trained on each sample set, and how it is spread over workers."""
+
+    recipe: Literal[RECIPES]  # type: ignore[valid-type]
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    num_workers: int = Field(default=0, ge=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(default=1, gt=0)
+
+
+class SamplerConfig(_Strict):
+    """The Ray actors that turn generators into shards."""
+
+    num_actors: int | None = Field(default=None, ge=1)
+    num_cpus: float = Field(default=1, ge=0)
+    num_gpus: float = Field(default=0, ge=0)
+    batch_size: int = Field(default=256, ge=1)
+    shard_size: int = Field(default=10_000, ge=1)
+
+
+class SweepConfig(_Strict):
+    """A whole sweep: dataset × generators × truncations × augmentation ratios × seeds."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
+    store: str = "store"
+    dataset: DatasetConfig
+    generators: list[GeneratorConfig] = Field(min_length=1)
+    classifier: ClassifierConfig
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    augmentation_ratios: list[float] = Field(default_factory=list)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    max_concurrent_trials: int | None = Field(default=None, ge=1)
+
+    @field_validator("augmentation_ratios")
+    @classmethod
+    def _ratios(cls, value: list[float]) -> list[float]:
+        bad = [r for r in value if not 0 < r <= 1]
+        if bad:
+            raise ValueError(f"augmentation ratios r add r·|real| synthetic samples and must lie in (0, 1]; got {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_generators(self) -> SweepConfig:
+        names = [g.name for g in self.generators]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"generator names must be unique; repeated: {dupes}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be unique; got {self.seeds}")
+        return self
+
+
+def _field_path(loc: tuple[Any, ...], data: Any) -> str:
+    """``generators[1].truncations[0]`` with generator names where they are known."""
+    out, node = "", data
+    for part in loc:
+        if isinstance(part, int):
+            name = node[part].get("name") if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None
+            out += f"[{part}]" + (f" ({name})" if name else "")
+        else:
+            out += f".{part}" if out else str(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return out
+
+
+def parse_config(data: Any, source: str) -> SweepConfig:
+    """Validate a loaded YAML document; ``source`` names it in errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            field = _field_path(e["loc"], data) or "(top level)"
+            given = "" if e["type"] == "missing" else f" (given: {e['input']!r})"
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown field"
+            lines.append(f"  {field}: {msg}{given}")
+        raise ConfigError(f"{source}: invalid config\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path, store: str | None = None) -> SweepConfig:
+    """Read and validate a sweep YAML file; ``store`` overrides the file's store."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    config = parse_config(data, str(path))
+    return config.model_copy(update={"store": store}) if store else config

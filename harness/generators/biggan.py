@@ -1,0 +1,79 @@
+"""BigGAN-deep through the pytorch-pretrained-biggan model family.
+
+``params.model`` is a published name (``biggan-deep-128``, ``-256``, ``-512``; downloaded
+once by that package to its cache) or a folder holding its ``config.json`` and
+``pytorch_model.bin``.
+
+Truncation reaches the model twice. z is drawn as the paper does (dimensions outside
+[-2τ, 2τ] resampled), and the model's own ``truncation`` input picks the batch-norm
+statistics precomputed for 51 values of τ on a 0.02 grid over (0, 1]. That package
+asserts 0 < τ ≤ 1 and, off the grid, blends neighbouring statistics with swapped weights
+(and float division can put an on-grid τ just below its grid point), so the harness hands
+it :func:`model_truncation` (τ): τ snapped to the nearest grid point, clamped to [0.02, 1]
+(τ > 1 gets the τ = 1 statistics), as a float the package maps exactly onto that point.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+
+from harness.generators import GeneratorError, to_uint8
+from harness.generators.truncation import truncated_normal
+
+if TYPE_CHECKING:
+    from harness.config import GeneratorConfig
+    from harness.data import RealData
+    from harness.store import Store
+
+GRID_STEPS = 50
+
+
+def model_truncation(truncation: float | None, n_stats: int = GRID_STEPS + 1) -> float:
+    """The value handed to the model's ``truncation`` input for a paper τ (see module doc)."""
+    steps = n_stats - 1
+    step_size = 1.0 / steps
+    k = steps if truncation is None else min(steps, max(1, round(truncation * steps)))
+    value = k * step_size
+    for _ in range(8):
+        coef, index = math.modf(value / step_size)
+        if coef == 0.0 and int(index) == k:
+            return value
+        value = math.nextafter(value, math.inf if value / step_size < k else -math.inf)
+    raise AssertionError(f"no float maps exactly onto truncation grid point {k}/{steps}")
+
+
+class BigGANDeep:
+    """A pytorch-pretrained-biggan model behind the generator contract."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+        self.model = model.eval().to(device)
+        self.device = device
+        config = model.config
+        self.num_classes = int(config.num_classes)
+        self.image_size = int(config.output_dim)
+        self.z_dim = int(config.z_dim)
+        self.n_stats = int(config.n_stats)
+
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, truncation: float | None, generator: torch.Generator) -> torch.Tensor:
+        z = truncated_normal((len(labels), self.z_dim), truncation, generator).to(self.device)
+        onehot = torch.nn.functional.one_hot(labels, self.num_classes).float().to(self.device)
+        images = self.model(z, onehot, model_truncation(truncation, self.n_stats))
+        return to_uint8(images).cpu()
+
+
+def build(spec: GeneratorConfig, real: RealData, store: Store) -> BigGANDeep:
+    from pytorch_pretrained_biggan import BigGAN
+
+    unknown = set(spec.params) - {"model"}
+    if unknown or "model" not in spec.params:
+        raise GeneratorError(f"generator {spec.name!r}: kind biggan-deep takes params.model (a name such as "
+                             f"biggan-deep-128 or a folder with config.json and pytorch_model.bin)")
+    try:
+        model = BigGAN.from_pretrained(spec.params["model"])
+    except (OSError, EnvironmentError) as err:
+        raise GeneratorError(f"generator {spec.name!r}: cannot load BigGAN model {spec.params['model']!r} ({err})") from err
+    return BigGANDeep(model, torch.device("cuda" if torch.cuda.is_available() else "cpu"))

@@ -1,0 +1,109 @@
+"""From per-cell records to results.json, results.csv, report.md and report.html."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import statistics
+from typing import Any
+
+from harness.data import RealData
+from harness.progress import format_seconds
+from harness.report.render import render_html, render_markdown
+from harness.store import Store
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dict[str, Any]]:
+    """One row per (generator, τ, mode, ratio), averaged over seeds, with its worst classes
+    and the per-class gap to the real-data classifier."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["generator"], r["mode"], r["truncation"], r["augmentation_ratio"]), []).append(r)
+    real_ok = [r for r in records if r["mode"] == "real" and r["status"] == "ok"]
+    real_per_class = _mean_per_class(real_ok) if real_ok else None
+    rows = []
+    for (generator, mode, tau, ratio), rs in groups.items():
+        ok = [r for r in rs if r["status"] == "ok"]
+        row: dict[str, Any] = {"generator": generator, "mode": mode, "truncation": tau, "augmentation_ratio": ratio,
+                               "seeds": len(rs), "failed": len(rs) - len(ok),
+                               "errors": sorted({r["error"] for r in rs if r["status"] != "ok"})}
+        if ok:
+            row["top1"], row["top1_std"] = _mean_std([r["top1"] for r in ok])
+            row["top5"], row["top5_std"] = _mean_std([r["top5"] for r in ok])
+            per_class = _mean_per_class(ok)
+            row["per_class_accuracy"] = per_class
+            ranked = sorted((a, i) for i, a in enumerate(per_class) if a is not None)
+            row["worst_classes"] = [(class_names[i], a) for a, i in ranked[:3]]
+            if real_per_class:
+                row["per_class_gap"] = [None if a is None or b is None else b - a
+                                        for a, b in zip(per_class, real_per_class)]
+        rows.append(row)
+    return rows
+
+
+def _mean_per_class(records: list[dict[str, Any]]) -> list[float | None]:
+    columns = zip(*(r["per_class_accuracy"] for r in records))
+    return [None if any(v is None for v in col) else statistics.fmean(col) for col in columns]
+
+
+def results_csv(records: list[dict[str, Any]], class_names: list[str]) -> str:
+    """One row per cell; per-class accuracies as ``acc_<class>`` columns."""
+    scalar = ["generator", "kind", "mode", "truncation", "augmentation_ratio", "seed", "status", "top1", "top5",
+              "n_train", "n_val", "recipe", "train_seconds", "sample_set", "error"]
+    extra = sorted({k for r in records for k, v in r.items()
+                    if k not in scalar and isinstance(v, int | float | str) and not isinstance(v, bool)
+                    and k not in {"dataset", "steps_per_epoch", "world_size"}})
+    header = scalar + extra + [f"acc_{c}" for c in class_names]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for r in records:
+        per_class = r.get("per_class_accuracy") or [None] * len(class_names)
+        writer.writerow([_cell(r.get(k)) for k in scalar + extra] + [_cell(a) for a in per_class])
+    return out.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value
+
+
+def table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The terminal table: generator, τ, Top-1, Top-5, worst three classes."""
+    head = f"{'generator':<16} {'τ':>5} {'train on':<10} {'Top-1':>13} {'Top-5':>13}  worst classes (accuracy)"
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        tau = "-" if row["truncation"] is None else f"{row['truncation']:g}"
+        mode = f"real+{row['augmentation_ratio']:g}×" if row["mode"] == "nas" else {"real": "real", "cas": "samples"}[row["mode"]]
+        if "top1" not in row:
+            lines.append(f"{row['generator']:<16} {tau:>5} {mode:<10} FAILED: {'; '.join(row['errors'])}")
+            continue
+        pm = row["seeds"] - row["failed"] > 1
+        top1 = f"{row['top1']:.4f}" + (f"±{row['top1_std']:.3f}" if pm else "")
+        top5 = f"{row['top5']:.4f}" + (f"±{row['top5_std']:.3f}" if pm else "")
+        worst = ", ".join(f"{name} {acc:.2f}" for name, acc in row["worst_classes"])
+        lines.append(f"{row['generator']:<16} {tau:>5} {mode:<10} {top1:>13} {top5:>13}  {worst}")
+    return lines
+
+
+def write_report(store: Store, run_folder: str, records: list[dict[str, Any]], real: RealData,
+                 elapsed: float) -> list[dict[str, Any]]:
+    """Write the run's results and report into the store; print the table."""
+    class_names = list(real.class_names)
+    rows = summarize(records, class_names)
+    info = {"run": store.path(run_folder), "dataset": real.key, "class_names": class_names,
+            "n_train": real.n_train, "elapsed_seconds": round(elapsed, 1)}
+    store.write_json(records, run_folder, "results.json")
+    store.write_json(info, run_folder, "run.json")
+    store.write_text(results_csv(records, class_names), run_folder, "results.csv")
+    store.write_text(render_markdown(rows, info), run_folder, "report.md")
+    store.write_text(render_html(rows, info), run_folder, "report.html")
+    print("\n".join(["", *table_lines(rows), ""]), flush=True)
+    print(f"sweep finished in {format_seconds(elapsed)}; results, report and config in:", flush=True)
+    return rows

@@ -1,0 +1,195 @@
+"""Sampling: Ray actors turn (generator, truncation, seed) sample sets into shards.
+
+A sample set holds one sample per real training image, of the same class, so the real
+train split's label histogram is kept. Its labels are fixed by its seed and split into
+shards; each shard is drawn with a torch generator seeded from the set's key and the
+shard's index, so a shard's content does not depend on which actor made it. Actors (one
+per GPU, or CPU actors where there is none) load a generator once and keep it while they
+work through that generator's shards. A set whose manifest is complete is reused; shards
+left by an interrupted run are kept when they read back whole.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from harness.config import GeneratorConfig, SamplerConfig
+from harness.data import RealData
+from harness.generators import build_generator, check_samples
+from harness.progress import Progress
+from harness.shards import ShardSet, class_counts
+from harness.store import Store, spec_key
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    """One planned sample set and where it lives in the store."""
+
+    generator: GeneratorConfig
+    truncation: float | None
+    seed: int
+    spec: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        return spec_key(self.spec)
+
+    @property
+    def folder(self) -> str:
+        return f"samples/{self.key}"
+
+    @property
+    def label(self) -> str:
+        tau = "" if self.truncation is None else f" τ={self.truncation:g}"
+        return f"{self.generator.name}{tau} seed {self.seed}"
+
+
+def plan_sample_set(generator: GeneratorConfig, truncation: float | None, seed: int, real: RealData) -> SampleSet:
+    """The sample set for a grid cell; its key ignores the generator's name and τ list."""
+    spec = {"format": 1, "kind": generator.kind, "params": generator.params, "truncation": truncation,
+            "seed": seed, "dataset": real.key, "counts": list(real.train_counts)}
+    return SampleSet(generator, truncation, seed, spec)
+
+
+def sample_labels(counts: tuple[int, ...] | list[int], seed: int) -> np.ndarray:
+    """The set's labels: the real histogram, in an order fixed by ``seed``."""
+    labels = np.repeat(np.arange(len(counts)), counts)
+    return np.random.default_rng(seed).permutation(labels)
+
+
+def shard_seed(set_key: str, index: int) -> int:
+    return int(spec_key({"set": set_key, "shard": index}), 16) % (2**63)
+
+
+@ray.remote
+class Sampler:
+    """Holds one generator at a time and writes shards of its samples."""
+
+    def __init__(self, store_root: str, real: RealData) -> None:
+        self.store, self.real = Store(store_root), real
+        self.loaded: tuple[str, Any] | None = None
+
+    def _generator(self, cfg: GeneratorConfig) -> Any:
+        key = spec_key({"kind": cfg.kind, "params": cfg.params})
+        if self.loaded is None or self.loaded[0] != key:
+            self.loaded = None
+            self.loaded = (key, build_generator(cfg, self.real, self.store))
+        return self.loaded[1]
+
+    def prepare(self, cfg: GeneratorConfig) -> str:
+        """Build (and for embedded kinds, train and cache) a generator."""
+        self._generator(cfg)
+        return cfg.name
+
+    def sample_shard(self, sample_set: SampleSet, index: int, labels: np.ndarray, batch_size: int) -> dict[str, Any]:
+        gen = self._generator(sample_set.generator)
+        rng = torch.Generator().manual_seed(shard_seed(sample_set.key, index))
+        y = torch.from_numpy(np.array(labels))
+        parts = []
+        for start in range(0, len(y), batch_size):
+            batch = y[start:start + batch_size]
+            images = gen.sample(batch, sample_set.truncation, rng)
+            parts.append(check_samples(sample_set.generator.name, images, batch, self.real.image_shape).numpy())
+        return ShardSet(self.store, sample_set.folder).write_shard(index, np.concatenate(parts), labels,
+                                                                  self.real.num_classes)
+
+
+@dataclass
+class SamplingOutcome:
+    done: list[SampleSet]
+    failed: dict[str, str]
+
+
+def _actor_options(cfg: SamplerConfig) -> dict[str, Any]:
+    return {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus}
+
+
+def _num_actors(cfg: SamplerConfig, n_tasks: int) -> int:
+    if cfg.num_actors:
+        return cfg.num_actors
+    resources = ray.cluster_resources()
+    if cfg.num_gpus > 0:
+        return max(1, min(n_tasks, int(resources.get("GPU", 0) // cfg.num_gpus)))
+    return max(1, min(n_tasks, int(resources.get("CPU", 1) // max(cfg.num_cpus, 1e-3))))
+
+
+def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig) -> SamplingOutcome:
+    """Bring every sample set to a complete manifest; failures are reported per generator."""
+    todo: list[tuple[SampleSet, int, np.ndarray]] = []
+    partial: dict[str, list[dict[str, Any]]] = {}
+    pending_sets = [s for s in sets if not ShardSet(store, s.folder).is_complete()]
+    for s in pending_sets:
+        shards = ShardSet(store, s.folder)
+        labels = sample_labels(real.train_counts, s.seed)
+        partial[s.key] = []
+        for index, start in enumerate(range(0, len(labels), cfg.shard_size)):
+            chunk = labels[start:start + cfg.shard_size]
+            entry = shards.existing_shard_entry(index, real.num_classes)
+            if entry and entry["counts"] == class_counts(chunk, real.num_classes):
+                partial[s.key].append(entry)
+            else:
+                todo.append((s, index, chunk))
+    reused = len(sets) - len(pending_sets)
+    print(f"[sample] {len(sets)} sample sets: {reused} complete in the store, {len(pending_sets)} to make "
+          f"({len(todo)} shards)", flush=True)
+    failed: dict[str, str] = {}
+    if todo:
+        _run_shards(todo, real, store, cfg, partial, failed)
+    for s in pending_sets:
+        if s.key not in failed:
+            ShardSet(store, s.folder).write_manifest(s.spec, partial[s.key], real.num_classes, real.image_shape)
+    return SamplingOutcome(done=[s for s in sets if s.key not in failed], failed=failed)
+
+
+def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, store: Store, cfg: SamplerConfig,
+                partial: dict[str, list[dict[str, Any]]], failed: dict[str, str]) -> None:
+    todo.sort(key=lambda t: (t[0].generator.name, t[0].truncation or 0, t[0].seed, t[1]))
+    actors = [Sampler.options(**_actor_options(cfg)).remote(store.root, real)
+              for _ in range(_num_actors(cfg, len(todo)))]
+    generators = list({t[0].generator.name: t[0].generator for t in todo}.values())
+    prepare = {actors[i % len(actors)].prepare.remote(g): g for i, g in enumerate(generators)}
+    for ref, g in prepare.items():
+        try:
+            ray.get(ref)
+        except Exception as err:  # noqa: BLE001 - one broken generator must not stop the others
+            failed.update({t[0].key: _error_text(err) for t in todo if t[0].generator.name == g.name})
+            print(f"[sample] generator {g.name!r} failed: {_error_text(err)}", flush=True)
+    queue = [t for t in todo if t[0].key not in failed]
+    progress = Progress("sample", total=len(queue), unit="shards")
+    images_done, started = 0, time.monotonic()
+    running: dict[ray.ObjectRef, tuple[Any, tuple[SampleSet, int, np.ndarray]]] = {}
+    free = list(actors)
+    while queue or running:
+        while free and queue:
+            task = queue.pop(0)
+            if task[0].key in failed:
+                progress.total -= 1
+                continue
+            actor = free.pop()
+            running[actor.sample_shard.remote(task[0], task[1], task[2], cfg.batch_size)] = (actor, task)
+        if not running:
+            break
+        ready, _ = ray.wait(list(running), num_returns=1)
+        actor, (s, _, chunk) = running.pop(ready[0])
+        free.append(actor)
+        try:
+            partial[s.key].append(ray.get(ready[0]))
+            images_done += len(chunk)
+        except Exception as err:  # noqa: BLE001 - reported per sample set, the rest go on
+            failed[s.key] = _error_text(err)
+            print(f"[sample] {s.label} failed: {failed[s.key]}", flush=True)
+        rate = images_done / max(time.monotonic() - started, 1e-9)
+        progress.advance(note=f"{rate:.0f} images/s")
+    for actor in actors:
+        ray.kill(actor)
+
+
+def _error_text(err: BaseException) -> str:
+    cause = getattr(err, "cause", None) or err
+    return f"{type(cause).__name__}: {cause}"

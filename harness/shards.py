@@ -1,0 +1,118 @@
+"""Shard sets: labelled uint8 images in the store, split into files, closed by a manifest.
+
+A shard is an ``.npz`` with ``images`` (uint8, N×C×H×W) and ``labels`` (int64, N). A shard
+set is a folder of shards plus ``manifest.json``, written last, holding the spec that made
+the set, the per-class counts and each shard's size and SHA-256. Real dataset splits and
+generator samples are both shard sets, so the trainer reads one format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.store import Store, decode_arrays, encode_arrays, sha256_bytes
+
+MANIFEST = "manifest.json"
+
+
+class ShardError(RuntimeError):
+    """A shard or manifest in the store is missing, truncated or corrupt."""
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.npz"
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
+    return np.bincount(labels, minlength=num_classes).astype(int).tolist()
+
+
+def encode_shard(images: np.ndarray, labels: np.ndarray) -> bytes:
+    return encode_arrays(images=np.ascontiguousarray(images, dtype=np.uint8),
+                         labels=np.asarray(labels, dtype=np.int64))
+
+
+def shard_entry(name: str, data: bytes, labels: np.ndarray, num_classes: int) -> dict[str, Any]:
+    """The manifest's record of one shard."""
+    return {"name": name, "n": int(len(labels)), "bytes": len(data), "sha256": sha256_bytes(data),
+            "counts": class_counts(labels, num_classes)}
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """A shard set's location: a store and the folder under it."""
+
+    store: Store
+    folder: str
+
+    @property
+    def uri(self) -> str:
+        return self.store.path(self.folder)
+
+    def is_complete(self) -> bool:
+        """True when the manifest exists and every shard it lists has the recorded size."""
+        if not self.store.exists(self.folder, MANIFEST):
+            return False
+        manifest = self.manifest()
+        return all(self.store.exists(self.folder, s["name"])
+                   and self.store.size(self.folder, s["name"]) == s["bytes"]
+                   for s in manifest["shards"])
+
+    def manifest(self) -> dict[str, Any]:
+        try:
+            return self.store.read_json(self.folder, MANIFEST)
+        except FileNotFoundError as err:
+            raise ShardError(f"shard set {self.uri} has no {MANIFEST}: it was never completed") from err
+
+    def write_shard(self, index: int, images: np.ndarray, labels: np.ndarray,
+                    num_classes: int) -> dict[str, Any]:
+        """Write one shard atomically and return its manifest entry."""
+        data = encode_shard(images, labels)
+        name = shard_name(index)
+        self.store.write_bytes(data, self.folder, name)
+        return shard_entry(name, data, labels, num_classes)
+
+    def existing_shard_entry(self, index: int, num_classes: int) -> dict[str, Any] | None:
+        """The entry of a shard left by an interrupted run, if it reads back whole."""
+        name = shard_name(index)
+        if not self.store.exists(self.folder, name):
+            return None
+        data = self.store.read_bytes(self.folder, name)
+        try:
+            labels = decode_arrays(data)["labels"]
+        except Exception:  # a truncated or foreign file is resampled, not trusted
+            return None
+        return shard_entry(name, data, labels, num_classes)
+
+    def write_manifest(self, spec: dict[str, Any], entries: list[dict[str, Any]],
+                       num_classes: int, image_shape: tuple[int, int, int]) -> dict[str, Any]:
+        entries = sorted(entries, key=lambda e: e["name"])
+        counts = np.sum([e["counts"] for e in entries], axis=0).astype(int).tolist()
+        manifest = {"spec": spec, "num_classes": num_classes, "image_shape": list(image_shape),
+                    "n": int(sum(e["n"] for e in entries)), "counts": counts, "shards": entries}
+        self.store.write_json(manifest, self.folder, MANIFEST)
+        return manifest
+
+    def read_shard(self, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """One shard's images and labels, checked against the manifest's checksum."""
+        try:
+            data = self.store.read_bytes(self.folder, entry["name"])
+        except FileNotFoundError as err:
+            raise ShardError(f"shard {self.uri}/{entry['name']} is missing") from err
+        if sha256_bytes(data) != entry["sha256"]:
+            raise ShardError(
+                f"shard {self.uri}/{entry['name']} does not match the SHA-256 in its manifest; "
+                f"delete the folder {self.uri} and the next run regenerates it")
+        arrays = decode_arrays(data)
+        return arrays["images"], arrays["labels"]
+
+    def read(self, shard_indices: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """All shards (or the listed ones) concatenated."""
+        entries = self.manifest()["shards"]
+        if shard_indices is not None:
+            entries = [entries[i] for i in shard_indices]
+        parts = [self.read_shard(e) for e in entries]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -1,0 +1,106 @@
+"""The store: where every stage reads its inputs and writes its outputs.
+
+A store is a local folder or an fsspec URI (``s3://bucket/prefix``, ``gs://...``). Stage
+outputs live under a key that is a hash of the canonical spec that produced them, so a
+finished stage is found again and skipped, and two users of one shared store reuse each
+other's work. Every write is atomic: a file is written under a temporary name and then
+moved into place, and a set of files is complete only once its manifest, written last,
+exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+import numpy as np
+
+
+def spec_key(spec: Any) -> str:
+    """A short, stable content key for a JSON-able spec (sorted keys, no whitespace)."""
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Store:
+    """A root URI and the filesystem that serves it."""
+
+    root: str
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        fs, _ = fsspec.core.url_to_fs(self.root)
+        return fs
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.root or self.root.startswith("file://")
+
+    def path(self, *parts: str) -> str:
+        """The full path (URI for remote stores) of ``parts`` under the root."""
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def _fs_path(self, *parts: str) -> str:
+        _, root = fsspec.core.url_to_fs(self.root)
+        return "/".join([root.rstrip("/"), *parts])
+
+    def exists(self, *parts: str) -> bool:
+        return self.fs.exists(self._fs_path(*parts))
+
+    def size(self, *parts: str) -> int:
+        return int(self.fs.size(self._fs_path(*parts)))
+
+    def read_bytes(self, *parts: str) -> bytes:
+        return self.fs.cat_file(self._fs_path(*parts))
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        """Write atomically: a temporary sibling, then a move onto the final name."""
+        fs = self.fs
+        final = self._fs_path(*parts)
+        fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+        fs.pipe_file(tmp, data)
+        fs.mv(tmp, final)
+
+    def read_json(self, *parts: str) -> Any:
+        return json.loads(self.read_bytes(*parts))
+
+    def write_json(self, obj: Any, *parts: str) -> None:
+        self.write_bytes(json.dumps(obj, indent=2, sort_keys=True).encode(), *parts)
+
+    def write_text(self, text: str, *parts: str) -> None:
+        self.write_bytes(text.encode(), *parts)
+
+    def list(self, *parts: str) -> list[str]:
+        """Names directly under ``parts`` (empty if the folder does not exist)."""
+        path = self._fs_path(*parts)
+        if not self.fs.exists(path):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
+
+    def remove(self, *parts: str) -> None:
+        path = self._fs_path(*parts)
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+
+def encode_arrays(**arrays: np.ndarray) -> bytes:
+    """Arrays as uncompressed ``.npz`` bytes (uint8 images compress poorly and load slower)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def decode_arrays(data: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
