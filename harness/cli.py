@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness import cluster
 from harness.config import ConfigError, SweepConfig, load_config
 from harness.generators import GeneratorError
 
@@ -19,16 +20,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.sweep import run_sweep
 
     config = _load(args)
-    run = run_sweep(config, address=args.address, config_text=Path(args.config).read_text())
-    print(run)
-    return 0
+    run, records = run_sweep(config, address=args.address, config_text=Path(args.config).read_text())
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        print(f"{len(failed)} of {len(records)} cells failed; their errors are in results.json", file=sys.stderr)
+    print(run, flush=True)
+    return 1 if failed else 0
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Only the sampling stage: every sample set of the grid (or of one generator) into the store."""
     from harness.data import materialize
-    from harness.sweep import connect, plan_cells, resolve_store
     from harness.sample import run_sampling
+    from harness.sweep import connect, plan_cells, resolve_store
 
     config = _load(args)
     store = resolve_store(config.store)
@@ -49,9 +53,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     """One cell: sample if needed, train and test its classifier, print the result."""
     import json
 
+    from harness.classify.recipes import resolve_recipe
     from harness.data import materialize
     from harness.sample import run_sampling
-    from harness.classify.recipes import resolve_recipe
     from harness.sweep import connect, plan_cells, resolve_store, run_trials
 
     config = _load(args)
@@ -103,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ratio", type=float, default=0.0, help="NAS augmentation ratio (default: CAS)")
     p.set_defaults(func=cmd_train)
+    cluster.add_commands(sub)
     return parser
 
 

@@ -49,6 +49,7 @@ ENTRYPOINT = "harness sweep config.yaml --store $CAS_STORE"
 CREDENTIALS_SECRET = "cas-store-credentials"
 PVC_NAME = "cas-store"
 PVC_MOUNT = "/mnt/cas-store"
+SHARED_FILESYSTEM_ENV = "CAS_SHARED_FILESYSTEM"  # read by harness.sweep.check_store_reach
 REMOTE_SCHEMES = ("s3", "gs")
 SAFE_STORE = re.compile(r"^[A-Za-z0-9._~:/@%+=,-]+$")
 
@@ -125,6 +126,7 @@ def _container(name: str, image: str, resources: dict[str, str], store: str) -> 
         "resources": {"requests": dict(resources), "limits": dict(resources)},
     }
     if _on_pvc(store):
+        container["env"] = [{"name": SHARED_FILESYSTEM_ENV, "value": "1"}]
         container["volumeMounts"] = [{"name": PVC_NAME, "mountPath": PVC_MOUNT}]
     return container
 

@@ -54,24 +54,70 @@ class GeneratorConfig(_Strict):
         return value
 
 
+def _custom_resources(value: dict[str, float], own_fields: str) -> dict[str, float]:
+    """Custom Ray resources only: CPUs, GPUs and memory have fields of their own."""
+    builtin = sorted(k for k in value if k.lower() in ("cpu", "gpu", "memory", "object_store_memory"))
+    if builtin:
+        raise ValueError(f"{builtin} are not custom Ray resources; set them with {own_fields}")
+    bad = {k: v for k, v in value.items() if not v > 0}
+    if bad:
+        raise ValueError(f"resource amounts must be > 0; got {bad}")
+    return value
+
+
 class ClassifierConfig(_Strict):
-    """The classifier trained on each sample set, and how it is spread over workers."""
+    """The classifier trained on each sample set, and how it is spread over workers.
+
+    With ``num_workers = 0`` a trial trains in its own Tune trial process; with
+    ``num_workers ≥ 1`` it trains data-parallel over that many Ray Train workers. Either
+    way each worker (or the trial process) holds ``cpus_per_worker`` CPUs, one GPU if
+    ``use_gpu``, and the custom Ray resources in ``resources_per_worker`` (such as
+    ``{"a100": 1}``, which a node declares with ``ray start --resources``), so trials run
+    only on nodes that offer all of them.
+    """
 
     recipe: Literal[RECIPES]  # type: ignore[valid-type]
     overrides: dict[str, Any] = Field(default_factory=dict)
     num_workers: int = Field(default=0, ge=0)
     use_gpu: bool = False
     cpus_per_worker: float = Field(default=1, gt=0)
+    resources_per_worker: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _custom(cls, value: dict[str, float]) -> dict[str, float]:
+        return _custom_resources(value, "cpus_per_worker and use_gpu")
 
 
 class SamplerConfig(_Strict):
-    """The Ray actors that turn generators into shards."""
+    """The Ray actors that turn generators into shards.
+
+    Each actor holds ``num_cpus`` CPUs, ``num_gpus`` GPUs and the custom Ray resources in
+    ``resources`` (such as ``{"a100": 1}``), so it runs only on nodes that offer all of
+    them; the default of one CPU keeps actors off a head node started with ``num-cpus: 0``.
+    ``num_actors`` fixes how many actors there are; left out, it is as many as the
+    cluster holds now, or one per shard while the cluster has none of what an actor needs
+    (an autoscaling cluster at zero), which is the demand that makes it add nodes.
+    """
 
     num_actors: int | None = Field(default=None, ge=1)
     num_cpus: float = Field(default=1, ge=0)
     num_gpus: float = Field(default=0, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict)
     batch_size: int = Field(default=256, ge=1)
     shard_size: int = Field(default=10_000, ge=1)
+
+    @field_validator("resources")
+    @classmethod
+    def _custom(cls, value: dict[str, float]) -> dict[str, float]:
+        return _custom_resources(value, "num_cpus and num_gpus")
+
+    @model_validator(mode="after")
+    def _asks_for_something(self) -> SamplerConfig:
+        if not (self.num_cpus or self.num_gpus or self.resources):
+            raise ValueError("num_cpus and num_gpus are 0 and no resources are listed: an actor must ask for "
+                             "some resource, which decides where samplers run and how many")
+        return self
 
 
 class SweepConfig(_Strict):
@@ -111,7 +157,8 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
     out, node = "", data
     for part in loc:
         if isinstance(part, int):
-            name = node[part].get("name") if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) else None
+            item = node[part] if isinstance(node, list) and part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
             out += f"[{part}]" + (f" ({name})" if name else "")
         else:
             out += f".{part}" if out else str(part)

@@ -21,7 +21,7 @@ import torch
 
 from harness.config import GeneratorConfig, SamplerConfig
 from harness.data import RealData
-from harness.generators import build_generator, check_samples
+from harness.generators import GeneratorError, build_generator, check_samples
 from harness.progress import Progress
 from harness.shards import ShardSet, class_counts
 from harness.store import Store, spec_key
@@ -82,6 +82,9 @@ class Sampler:
             self.loaded = (key, build_generator(cfg, self.real, self.store))
         return self.loaded[1]
 
+    def ready(self) -> None:
+        """Returns once the actor runs: work goes only to actors that have a node."""
+
     def prepare(self, cfg: GeneratorConfig) -> str:
         """Build (and for embedded kinds, train and cache) a generator."""
         self._generator(cfg)
@@ -94,7 +97,10 @@ class Sampler:
         parts = []
         for start in range(0, len(y), batch_size):
             batch = y[start:start + batch_size]
-            images = gen.sample(batch, sample_set.truncation, rng)
+            try:
+                images = gen.sample(batch, sample_set.truncation, rng)
+            except GeneratorError as err:
+                raise GeneratorError(f"generator {sample_set.generator.name!r}: {err}") from err
             parts.append(check_samples(sample_set.generator.name, images, batch, self.real.image_shape).numpy())
         return ShardSet(self.store, sample_set.folder).write_shard(index, np.concatenate(parts), labels,
                                                                   self.real.num_classes)
@@ -107,16 +113,25 @@ class SamplingOutcome:
 
 
 def _actor_options(cfg: SamplerConfig) -> dict[str, Any]:
-    return {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus}
+    return {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus, "resources": dict(cfg.resources)}
+
+
+def cluster_fits(needs: dict[str, float]) -> int:
+    """How many units of ``needs`` the cluster's nodes hold now, all counted together."""
+    total = ray.cluster_resources()
+    return min(int(total.get(name, 0) / amount + 1e-9) for name, amount in needs.items() if amount > 0)
 
 
 def _num_actors(cfg: SamplerConfig, n_tasks: int) -> int:
+    """The configured count, else as many as fit now, else (nothing fits yet) one per shard.
+
+    An autoscaling cluster at zero workers fits no actor; one actor per shard is then the
+    demand that makes it add nodes, up to its own maximum.
+    """
     if cfg.num_actors:
-        return cfg.num_actors
-    resources = ray.cluster_resources()
-    if cfg.num_gpus > 0:
-        return max(1, min(n_tasks, int(resources.get("GPU", 0) // cfg.num_gpus)))
-    return max(1, min(n_tasks, int(resources.get("CPU", 1) // max(cfg.num_cpus, 1e-3))))
+        return min(n_tasks, cfg.num_actors)
+    fits = cluster_fits({"CPU": cfg.num_cpus, "GPU": cfg.num_gpus, **cfg.resources})
+    return min(n_tasks, fits or n_tasks)
 
 
 def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig) -> SamplingOutcome:
@@ -149,43 +164,67 @@ def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: Sampl
 
 def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, store: Store, cfg: SamplerConfig,
                 partial: dict[str, list[dict[str, Any]]], failed: dict[str, str]) -> None:
-    todo.sort(key=lambda t: (t[0].generator.name, t[0].truncation or 0, t[0].seed, t[1]))
+    """Hand the shards out to sampler actors as they start.
+
+    Work goes only to actors that run, so actors waiting minutes for a node (or never
+    getting one) hold nothing up. Each generator is first prepared (built, and for
+    embedded kinds trained and cached) on one actor before its shards go to any actor.
+    """
+    queue = sorted(todo, key=lambda t: (t[0].generator.name, t[0].truncation or 0, t[0].seed, t[1]))
     actors = [Sampler.options(**_actor_options(cfg)).remote(store.root, real)
-              for _ in range(_num_actors(cfg, len(todo)))]
-    generators = list({t[0].generator.name: t[0].generator for t in todo}.values())
-    prepare = {actors[i % len(actors)].prepare.remote(g): g for i, g in enumerate(generators)}
-    for ref, g in prepare.items():
-        try:
-            ray.get(ref)
-        except Exception as err:  # noqa: BLE001 - one broken generator must not stop the others
-            failed.update({t[0].key: _error_text(err) for t in todo if t[0].generator.name == g.name})
-            print(f"[sample] generator {g.name!r} failed: {_error_text(err)}", flush=True)
-    queue = [t for t in todo if t[0].key not in failed]
+              for _ in range(_num_actors(cfg, len(queue)))]
+    calls: dict[ray.ObjectRef, tuple[str, Any, Any]] = {a.ready.remote(): ("start", a, None) for a in actors}
+    unprepared = list({t[0].generator.name: t[0].generator for t in queue}.values())
+    prepared: set[str] = set()
+    free: list[Any] = []
     progress = Progress("sample", total=len(queue), unit="shards")
-    images_done, started = 0, time.monotonic()
-    running: dict[ray.ObjectRef, tuple[Any, tuple[SampleSet, int, np.ndarray]]] = {}
-    free = list(actors)
-    while queue or running:
-        while free and queue:
-            task = queue.pop(0)
-            if task[0].key in failed:
-                progress.total -= 1
-                continue
+    images_done, started, lost = 0, time.monotonic(), ""
+
+    def fail(keys: set[str], text: str) -> None:
+        failed.update({key: text for key in keys})
+        kept = [t for t in queue if t[0].key not in keys]
+        progress.total -= len(queue) - len(kept)
+        queue[:] = kept
+
+    while queue or any(kind != "start" for kind, _, _ in calls.values()):
+        while free and (unprepared or any(t[0].generator.name in prepared for t in queue)):
             actor = free.pop()
-            running[actor.sample_shard.remote(task[0], task[1], task[2], cfg.batch_size)] = (actor, task)
-        if not running:
+            if unprepared:
+                g = unprepared.pop(0)
+                calls[actor.prepare.remote(g)] = ("prepare", actor, g)
+                continue
+            task = queue.pop(next(i for i, t in enumerate(queue) if t[0].generator.name in prepared))
+            calls[actor.sample_shard.remote(task[0], task[1], task[2], cfg.batch_size)] = ("shard", actor, task)
+        if not calls:
+            text = f"no sampler actor is left to run it ({lost})"
+            fail({t[0].key for t in queue}, text)
+            print(f"[sample] {text}", flush=True)
             break
-        ready, _ = ray.wait(list(running), num_returns=1)
-        actor, (s, _, chunk) = running.pop(ready[0])
-        free.append(actor)
+        [ref], _ = ray.wait(list(calls), num_returns=1)
+        kind, actor, item = calls.pop(ref)
         try:
-            partial[s.key].append(ray.get(ready[0]))
-            images_done += len(chunk)
-        except Exception as err:  # noqa: BLE001 - reported per sample set, the rest go on
-            failed[s.key] = _error_text(err)
-            print(f"[sample] {s.label} failed: {failed[s.key]}", flush=True)
-        rate = images_done / max(time.monotonic() - started, 1e-9)
-        progress.advance(note=f"{rate:.0f} images/s")
+            value = ray.get(ref)
+        except Exception as err:  # noqa: BLE001 - reported per generator or sample set, the rest go on
+            text = _error_text(err)
+            if kind == "start" or isinstance(err, ray.exceptions.RayActorError):
+                lost = text
+            else:
+                free.append(actor)
+            if kind == "prepare":
+                fail({t[0].key for t in queue if t[0].generator.name == item.name}, text)
+                print(f"[sample] generator {item.name!r} failed: {text}", flush=True)
+            elif kind == "shard":
+                fail({item[0].key}, text)
+                print(f"[sample] {item[0].label} failed: {text}", flush=True)
+                progress.advance()
+            continue
+        free.append(actor)
+        if kind == "prepare":
+            prepared.add(item.name)
+        elif kind == "shard":
+            partial[item[0].key].append(value)
+            images_done += len(item[2])
+            progress.advance(note=f"{images_done / max(time.monotonic() - started, 1e-9):.0f} images/s")
     for actor in actors:
         ray.kill(actor)
 

@@ -26,8 +26,11 @@ from harness.config import SweepConfig
 from harness.data import RealData, materialize
 from harness.generators import check_kind
 from harness.progress import Progress
-from harness.sample import SampleSet, plan_sample_set, run_sampling
+from harness.sample import SampleSet, cluster_fits, plan_sample_set, run_sampling
 from harness.store import Store, spec_key
+
+SHARED_FILESYSTEM_ENV = "CAS_SHARED_FILESYSTEM"
+DRIVER_CPUS = 0.01
 
 
 @dataclass(frozen=True)
@@ -99,12 +102,13 @@ def connect(address: str | None) -> None:
 
 
 def check_store_reach(store: Store) -> None:
-    """A local folder is only shared by one machine: on a multi-node cluster it must be a URI."""
+    """A local folder is seen by one machine only: on a multi-node cluster the store must be a
+    URI, unless ``CAS_SHARED_FILESYSTEM=1`` says the folder is on a volume every node mounts."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if store.is_local and len(nodes) > 1:
+    if store.is_local and len(nodes) > 1 and os.environ.get(SHARED_FILESYSTEM_ENV) != "1":
         raise RuntimeError(f"store {store.root} is a local folder, but the Ray cluster has {len(nodes)} nodes that "
-                           f"cannot all see it; use an s3:// or gs:// store, or a path on a volume every node mounts, "
-                           f"and set store: in the config or pass --store")
+                           f"may not all see it; use an s3:// or gs:// store (store: in the config, or --store), "
+                           f"or if every node mounts this path (a shared volume), set {SHARED_FILESYSTEM_ENV}=1")
 
 
 def _trial(params: dict[str, Any]) -> None:
@@ -112,7 +116,8 @@ def _trial(params: dict[str, Any]) -> None:
     params = params["cell"]
     task: TrainTask = params["task"]
     store = Store(task.store)
-    result = train_classifier(task, params["num_workers"], params["cpus_per_worker"], params["storage_path"])
+    result = train_classifier(task, params["num_workers"], params["cpus_per_worker"], params["storage_path"],
+                              params["resources_per_worker"])
     store.write_json(result, params["result_path"], "result.json")
     tune.report({"top1": result["top1"], "top5": result["top5"]})
 
@@ -146,16 +151,16 @@ def run_trials(cells: list[Cell], real: RealData, store: Store, config: SweepCon
                          num_classes=real.num_classes, image_shape=real.image_shape, recipe=recipe, seed=cell.seed,
                          use_gpu=cls.use_gpu, save_model_to=f"{folder}/model.pt" if cell.mode == "real" else None)
         params.append({"task": task, "cell_index": index, "num_workers": cls.num_workers,
-                       "cpus_per_worker": cls.cpus_per_worker, "result_path": folder,
-                       "storage_path": store.path(run_folder, "train")})
+                       "cpus_per_worker": cls.cpus_per_worker, "resources_per_worker": cls.resources_per_worker,
+                       "result_path": folder, "storage_path": store.path(run_folder, "train")})
     print(f"[train] {len(cells)} cells: {len(results)} already trained in the store, {len(params)} to train",
           flush=True)
     if not params:
         return [results[i] for i in range(len(cells))]
     if cls.num_workers == 0:
-        trial_resources = {"cpu": cls.cpus_per_worker, "gpu": 1 if cls.use_gpu else 0}
+        trial_resources = {"cpu": cls.cpus_per_worker, "gpu": 1 if cls.use_gpu else 0, **cls.resources_per_worker}
     else:
-        trial_resources = {"cpu": 0}
+        trial_resources = {"cpu": DRIVER_CPUS}
     tuner = tune.Tuner(
         tune.with_resources(_trial, trial_resources),
         param_space={"cell": tune.grid_search(params)},
@@ -181,20 +186,28 @@ def _first_line(err: BaseException) -> str:
     return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
 
 
-def max_concurrent_trials(config: SweepConfig) -> int:
-    """Trials that fit at once: each needs its workers' CPUs (or GPUs)."""
+def max_concurrent_trials(config: SweepConfig) -> int | None:
+    """How many trials run at once: the config's number, else it follows from the resources.
+
+    A trial that trains in its own process (``num_workers = 0``) holds its resources
+    through Tune, which starts trials as resources appear and queues the rest: no limit
+    is needed, and the queued trials' placement groups are the demand that makes an
+    autoscaler add nodes. Data-parallel trials hold only ``DRIVER_CPUS`` through Tune and
+    their workers are placed by Ray Train, so they are limited to the workers the cluster
+    holds now (at least one trial, whose workers wait for the autoscaler's nodes).
+    """
     if config.max_concurrent_trials:
         return config.max_concurrent_trials
     cls = config.classifier
-    res = ray.cluster_resources()
-    workers = max(1, cls.num_workers)
-    if cls.use_gpu:
-        return max(1, int(res.get("GPU", 0) // workers))
-    return max(1, int(res.get("CPU", 1) // (workers * cls.cpus_per_worker)))
+    if cls.num_workers == 0:
+        return None
+    worker = {"CPU": cls.cpus_per_worker, "GPU": 1 if cls.use_gpu else 0, **cls.resources_per_worker}
+    return max(1, cluster_fits({name: amount * cls.num_workers for name, amount in worker.items()}))
 
 
-def run_sweep(config: SweepConfig, address: str | None = None, config_text: str | None = None) -> str:
-    """Run a whole sweep; returns the URI of the run folder holding results and report."""
+def run_sweep(config: SweepConfig, address: str | None = None,
+              config_text: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Run a whole sweep; returns the URI of the run folder holding results and report, and the records."""
     from harness.report import write_report
 
     started = time.monotonic()
@@ -216,7 +229,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     records = [_record(c, next(trained) if c in trainable else {"error": sampling.failed[c.sample_set.key]},
                        real, recipe, config) for c in cells]
     write_report(store, run_folder, records, real, elapsed=time.monotonic() - started)
-    return store.path(run_folder)
+    return store.path(run_folder), records
 
 
 def _record(cell: Cell, result: dict[str, Any], real: RealData, recipe: Recipe,

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from harness import cluster, k8s_validate
+from harness import cluster, k8s_validate, sweep
 from harness.cluster import build_configmap, build_rayjob
 
 REPO = Path(__file__).parents[1]
@@ -111,14 +111,16 @@ def test_rayjob_runs_the_sweep_on_the_shipped_config() -> None:
     assert job["metadata"]["annotations"]["cas-harness/store"] == "s3://b/p"
 
 
-def test_pvc_store_mounts_the_claim_in_every_ray_pod() -> None:
+def test_pvc_store_mounts_the_claim_in_every_ray_pod_and_says_it_is_shared() -> None:
     spec = rayjob(store="/mnt/cas-store/lab")["spec"]["rayClusterSpec"]
     groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
     for group in groups:
         pod = group["template"]["spec"]
         assert pod["volumes"] == [{"name": "cas-store", "persistentVolumeClaim": {"claimName": "cas-store"}}]
         assert pod["containers"][0]["volumeMounts"] == [{"name": "cas-store", "mountPath": "/mnt/cas-store"}]
-    assert "volumes" not in rayjob()["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+        assert pod["containers"][0]["env"] == [{"name": sweep.SHARED_FILESYSTEM_ENV, "value": "1"}]
+    head = rayjob()["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+    assert "volumes" not in head and "env" not in head["containers"][0]
 
 
 def test_configmap_carries_the_config_verbatim() -> None:

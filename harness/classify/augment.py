@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 
-def random_crop_flip(images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_crop_flip(images: torch.Tensor, pad: int, flip: bool,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Zero-pad by ``pad``, crop back at a random offset per image, flip half at random."""
     n, _, h, w = images.shape
     if pad > 0:

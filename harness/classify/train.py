@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ from harness.classify.recipes import Recipe, learning_rate
 from harness.progress import format_seconds
 from harness.shards import ShardSet
 from harness.store import Store
+
+WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+WORKER_START_TIMEOUT_S = 900
+CONTROLLER_FAILURE_LIMIT = 2
 
 
 @dataclass(frozen=True)
@@ -68,28 +73,29 @@ def _subset(labels: np.ndarray, fraction: float, num_classes: int, seed: int) ->
 
 def _partition(store: Store, sources: list[TrainSource], num_classes: int, seed: int,
                rank: int, world: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """This worker's images and labels, and the smallest count any worker holds."""
+    """This worker's images and labels, and the smallest count any worker holds.
+
+    Whole shards go round-robin to workers when that splits the data within 10% of even;
+    otherwise every worker reads all shards and keeps a strided slice.
+    """
     pieces = [(ShardSet(store, s.folder), e, s.fraction, i)
               for s in sources for i, e in enumerate(ShardSet(store, s.folder).manifest()["shards"])]
 
     def kept(entry: dict, fraction: float) -> int:
         return sum(int(round(fraction * c)) if fraction < 1 else c for c in entry["counts"])
 
-    by_shard = len(pieces) >= world
-    mine = pieces[rank::world] if by_shard else pieces
+    per_rank = [sum(kept(e, f) for _, e, f, _ in pieces[r::world]) for r in range(world)]
+    by_shard = world > 1 and min(per_rank) >= 0.9 * sum(per_rank) / world
     images, labels = [], []
-    for shards, entry, fraction, index in mine:
+    for shards, entry, fraction, index in (pieces[rank::world] if by_shard else pieces):
         x, y = shards.read_shard(entry)
         keep = _subset(y, fraction, num_classes, seed * 100_003 + index)
         images.append(x[keep])
         labels.append(y[keep])
     x, y = np.concatenate(images), np.concatenate(labels)
     if by_shard:
-        smallest = min(sum(kept(e, f) for _, e, f, _ in pieces[r::world]) for r in range(world))
-    else:
-        x, y = x[rank::world], y[rank::world]
-        smallest = len(y) // world
-    return x, y, smallest
+        return x, y, min(per_rank)
+    return x[rank::world], y[rank::world], len(y) // world
 
 
 def _load_val(store: Store, folder: str, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,20 +175,31 @@ def train_loop(task: TrainTask) -> dict[str, Any] | None:
             "steps_per_epoch": steps, "train_seconds": round(train_seconds, 2), "world_size": world}
 
 
-def train_classifier(task: TrainTask, num_workers: int, cpus_per_worker: float, storage_path: str) -> dict[str, Any]:
-    """Train on the task's sources with Ray Train and return rank 0's evaluation."""
+def train_classifier(task: TrainTask, num_workers: int, cpus_per_worker: float, storage_path: str,
+                     resources_per_worker: dict[str, float] | None = None) -> dict[str, Any]:
+    """Train on the task's sources with Ray Train and return rank 0's evaluation.
+
+    Each of ``num_workers`` workers holds ``cpus_per_worker`` CPUs, a GPU if the task uses
+    one, and the custom Ray resources ``resources_per_worker``. Workers may wait for an
+    autoscaler's nodes: Ray Train gives a worker group ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S``
+    (``WORKER_START_TIMEOUT_S`` unless set) to start and retries ``CONTROLLER_FAILURE_LIMIT``
+    times, so a run waits up to three quarters of an hour for nodes, then fails with Ray
+    Train's startup timeout error instead of waiting forever.
+    """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    os.environ.setdefault(WORKER_START_TIMEOUT_ENV, str(WORKER_START_TIMEOUT_S))
     use_gpu = task.use_gpu
-    resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    resources = {"CPU": cpus_per_worker, **({"GPU": 1} if use_gpu else {}), **(resources_per_worker or {})}
     trainer = TorchTrainer(
         train_loop,
         train_loop_config=task,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
                                      resources_per_worker=resources if num_workers else None),
         run_config=RunConfig(name=task.label.replace(" ", "_"), storage_path=storage_path,
-                             failure_config=FailureConfig(max_failures=1 if num_workers else 0)),
+                             failure_config=FailureConfig(max_failures=1 if num_workers else 0,
+                                                          controller_failure_limit=CONTROLLER_FAILURE_LIMIT)),
     )
     result = trainer.fit()
     if result.error:

@@ -99,8 +99,8 @@ def _torchvision(cfg: DatasetConfig) -> Splits:
 def _npz(cfg: DatasetConfig) -> Splits:
     """``.npz`` files with arr_0 = uint8 N×H×W×C images and arr_1 = labels (ADM's format)."""
     _only_params(cfg, {"train", "val"}, required={"train", "val"})
-    train_images, train_labels = read_npz_batch(Path(cfg.params["train"]), f"dataset.params.train")
-    val_images, val_labels = read_npz_batch(Path(cfg.params["val"]), f"dataset.params.val")
+    train_images, train_labels = read_npz_batch(Path(cfg.params["train"]), "dataset.params.train")
+    val_images, val_labels = read_npz_batch(Path(cfg.params["val"]), "dataset.params.val")
     if train_images.shape[1:] != val_images.shape[1:]:
         raise ConfigError(f"dataset: train images are {train_images.shape[1:]} but val images are "
                           f"{val_images.shape[1:]}; both splits must share one shape")

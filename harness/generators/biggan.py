@@ -6,11 +6,13 @@ once by that package to its cache) or a folder holding its ``config.json`` and
 
 Truncation reaches the model twice. z is drawn as the paper does (dimensions outside
 [-2τ, 2τ] resampled), and the model's own ``truncation`` input picks the batch-norm
-statistics precomputed for 51 values of τ on a 0.02 grid over (0, 1]. That package
-asserts 0 < τ ≤ 1 and, off the grid, blends neighbouring statistics with swapped weights
-(and float division can put an on-grid τ just below its grid point), so the harness hands
-it :func:`model_truncation` (τ): τ snapped to the nearest grid point, clamped to [0.02, 1]
-(τ > 1 gets the τ = 1 statistics), as a float the package maps exactly onto that point.
+statistics precomputed for 51 values of τ on a 0.02 grid over [0, 1]. That package
+asserts 0 < τ ≤ 1 and, off the grid, blends the two neighbouring statistics with swapped
+weights; as float division rarely lands exactly on the grid (0.14 / 0.02 = 7.000…01), a
+plain τ = 0.14 gets the statistics of 0.16. So the harness hands it
+:func:`model_truncation` (τ): τ snapped to the nearest grid point, clamped to [0.02, 1]
+(τ > 1 gets the τ = 1 statistics), as the float for which the package's own formula puts
+all weight (to 1e-9) on that grid point.
 """
 
 from __future__ import annotations
@@ -31,18 +33,25 @@ if TYPE_CHECKING:
 GRID_STEPS = 50
 
 
+def _stats_weights(value: float, step_size: float) -> dict[int, float]:
+    """Weights the package's ``BigGANBatchNorm`` gives each grid index for ``value``."""
+    coef, start = math.modf(value / step_size)
+    start = int(start)
+    return {start: 1.0} if coef == 0.0 else {start: coef, start + 1: 1.0 - coef}
+
+
 def model_truncation(truncation: float | None, n_stats: int = GRID_STEPS + 1) -> float:
     """The value handed to the model's ``truncation`` input for a paper τ (see module doc)."""
     steps = n_stats - 1
     step_size = 1.0 / steps
     k = steps if truncation is None else min(steps, max(1, round(truncation * steps)))
-    value = k * step_size
-    for _ in range(8):
-        coef, index = math.modf(value / step_size)
-        if coef == 0.0 and int(index) == k:
-            return value
-        value = math.nextafter(value, math.inf if value / step_size < k else -math.inf)
-    raise AssertionError(f"no float maps exactly onto truncation grid point {k}/{steps}")
+    for start in (k * step_size, (k - 1) * step_size):
+        value = start
+        for _ in range(64):
+            if 0 < value <= 1 and _stats_weights(value, step_size).get(k, 0.0) >= 1 - 1e-9:
+                return value
+            value = math.nextafter(value, math.inf)
+    raise AssertionError(f"no float selects truncation grid point {k}/{steps}")
 
 
 class BigGANDeep:
@@ -74,6 +83,7 @@ def build(spec: GeneratorConfig, real: RealData, store: Store) -> BigGANDeep:
                              f"biggan-deep-128 or a folder with config.json and pytorch_model.bin)")
     try:
         model = BigGAN.from_pretrained(spec.params["model"])
-    except (OSError, EnvironmentError) as err:
-        raise GeneratorError(f"generator {spec.name!r}: cannot load BigGAN model {spec.params['model']!r} ({err})") from err
+    except OSError as err:
+        raise GeneratorError(f"generator {spec.name!r}: cannot load BigGAN model "
+                             f"{spec.params['model']!r} ({err})") from err
     return BigGANDeep(model, torch.device("cuda" if torch.cuda.is_available() else "cpu"))

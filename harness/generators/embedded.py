@@ -34,7 +34,7 @@ BATCH_SIZE = 128
 
 def _mlp(sizes: list[int], act: Callable[[], nn.Module]) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
             layers.append(act())

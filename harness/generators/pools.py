@@ -58,7 +58,8 @@ def build_npz(spec: GeneratorConfig, real: RealData, store: Store) -> PoolGenera
 def build_folder(spec: GeneratorConfig, real: RealData, store: Store) -> PoolGenerator:
     """``params.root``: one subfolder of images per class, named as the dataset's classes."""
     if set(spec.params) != {"root"}:
-        raise GeneratorError(f"generator {spec.name!r}: kind folder takes exactly params.root, got {sorted(spec.params)}")
+        raise GeneratorError(f"generator {spec.name!r}: kind folder takes exactly params.root, "
+                             f"got {sorted(spec.params)}")
     root = Path(spec.params["root"]).expanduser()
     files, labels = list_class_folders(root, list(real.class_names))
     size, channels = real.image_shape[1], real.image_shape[0]

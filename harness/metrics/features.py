@@ -32,11 +32,11 @@ Extractor = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 def exact_float32() -> Iterator[None]:
     """Disable TF32 for cuDNN convolutions and cuBLAS matmuls inside the block, then restore.
 
-    Features then do not depend on the GPU generation's default math mode (TF32
-    keeps 10 mantissa bits and shifts FID by amounts comparable to the
-    differences being measured). Torch >= 2.9 has a ``fp32_precision`` API whose
-    state makes the legacy ``allow_tf32`` flags raise when read, so that API is
-    used where it exists.
+    TF32 keeps 10 mantissa bits (relative rounding about 5e-4), so with it the
+    features, and FID, would depend on the GPU generation and its default math
+    mode. Torch >= 2.9 has an ``fp32_precision`` API whose state makes the
+    legacy ``allow_tf32`` flags raise when read, so that API is used where it
+    exists; older versions get ``allow_tf32 = False``.
     """
     if hasattr(torch.backends.cuda.matmul, "fp32_precision"):
         switches = [
@@ -54,7 +54,7 @@ def exact_float32() -> Iterator[None]:
             setattr(obj, name, value)
         yield
     finally:
-        for (obj, name, _), value in zip(switches, saved):
+        for (obj, name, _), value in zip(switches, saved, strict=True):
             setattr(obj, name, value)
 
 

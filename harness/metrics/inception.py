@@ -234,6 +234,7 @@ def fid_inception_v3(
 
 
 def default_cache_dir() -> Path:
+    """Where the standard weights are downloaded: ``$XDG_CACHE_HOME/cas-harness`` or ``~/.cache/cas-harness``."""
     return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "cas-harness"
 
 
@@ -257,6 +258,7 @@ def weights_path(
 
 
 def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -26,7 +26,7 @@ PathOrFile = str | os.PathLike[str] | IO[bytes]
 def as_feature_matrix(x: Any, name: str) -> np.ndarray:
     """``x`` (numpy or torch, any device) as a finite float64 (samples, dim) array; ``name`` labels errors."""
     if hasattr(x, "detach"):
-        x = x.detach().cpu()
+        x = x.detach().cpu().double()
     a = np.asarray(x, dtype=np.float64)
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (samples, dim) array, got shape {a.shape}")
@@ -48,20 +48,28 @@ def _check_gaussian(mu: Any, sigma: Any, label: str) -> tuple[np.ndarray, np.nda
     return mu, sigma
 
 
+def _at_rounding_level(eigvals: np.ndarray) -> np.ndarray:
+    """Eigenvalues (ascending) indistinguishable from zero: ≤ n·ε·max, negative ones included."""
+    largest = max(eigvals[-1], 0.0) if eigvals.size else 0.0
+    return eigvals <= largest * eigvals.size * np.finfo(np.float64).eps
+
+
 def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     """Fréchet distance ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2 tr √(Σ1 Σ2) between two Gaussians.
 
     Everything is float64 and no general matrix square root is taken (unlike
-    pytorch-fid's ``scipy.linalg.sqrtm``, about 10x slower at d = 2048 and
-    unstable for singular products). With the symmetric eigendecomposition
-    Σ1 = V diag(w) Vᵀ and A = V diag(√w), Σ1 Σ2 has the same non-zero
-    eigenvalues as the symmetric PSD matrix Aᵀ Σ2 A, so tr √(Σ1 Σ2) is the sum
-    of the square roots of its eigenvalues. Eigenvalues of Σ1 at rounding level
-    (≤ d·ε·max w, including small negative ones) are treated as exact zeros and
-    their directions dropped, so singular covariances (fewer samples than
-    dimensions) give the exact result instead of square roots of rounding
-    noise. For identical inputs the result is 0 up to rounding (≈1e-12·tr Σ;
-    it may be that small and negative).
+    pytorch-fid's ``scipy.linalg.sqrtm``: several times slower at d = 2048, see
+    bench/bench_fid.py, and unreliable for singular products). With the
+    symmetric eigendecomposition Σ1 = V diag(w) Vᵀ and A = V diag(√w), the
+    matrix √Σ1 Σ2 √Σ1 equals V (Aᵀ Σ2 A) Vᵀ and has the non-zero eigenvalues of
+    Σ1 Σ2, so tr √(Σ1 Σ2) is the sum of the square roots of the eigenvalues of
+    the symmetric PSD matrix Aᵀ Σ2 A (one matrix product fewer than forming
+    √Σ1). Eigenvalues of Σ1 and of Aᵀ Σ2 A at
+    rounding level (≤ n·ε·max, including small negative ones) are treated as
+    exact zeros (Σ1's directions are dropped), so singular covariances (fewer
+    samples than dimensions) give the exact result instead of square roots of
+    rounding noise. For identical inputs the result is 0 up to rounding
+    (≈1e-12·tr Σ; it may be that small and negative).
     """
     mu1, sigma1 = _check_gaussian(mu1, sigma1, "1")
     mu2, sigma2 = _check_gaussian(mu2, sigma2, "2")
@@ -70,11 +78,11 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     sigma1 = (sigma1 + sigma1.T) / 2
     sigma2 = (sigma2 + sigma2.T) / 2
     w, v = np.linalg.eigh(sigma1)
-    keep = w > max(w[-1], 0.0) * w.size * np.finfo(np.float64).eps
+    keep = ~_at_rounding_level(w)
     a = v[:, keep] * np.sqrt(w[keep])
     inner = a.T @ (sigma2 @ a)
     eigvals = np.linalg.eigvalsh((inner + inner.T) / 2)
-    trace_sqrt = np.sqrt(np.clip(eigvals, 0.0, None)).sum()
+    trace_sqrt = np.sqrt(np.where(_at_rounding_level(eigvals), 0.0, eigvals)).sum()
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt)
 

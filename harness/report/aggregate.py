@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import statistics
+import sys
 from typing import Any
 
 from harness.data import RealData
@@ -41,13 +42,13 @@ def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dic
             row["worst_classes"] = [(class_names[i], a) for a, i in ranked[:3]]
             if real_per_class:
                 row["per_class_gap"] = [None if a is None or b is None else b - a
-                                        for a, b in zip(per_class, real_per_class)]
+                                        for a, b in zip(per_class, real_per_class, strict=True)]
         rows.append(row)
     return rows
 
 
 def _mean_per_class(records: list[dict[str, Any]]) -> list[float | None]:
-    columns = zip(*(r["per_class_accuracy"] for r in records))
+    columns = zip(*(r["per_class_accuracy"] for r in records), strict=True)
     return [None if any(v is None for v in col) else statistics.fmean(col) for col in columns]
 
 
@@ -80,7 +81,7 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = [head, "-" * len(head)]
     for row in rows:
         tau = "-" if row["truncation"] is None else f"{row['truncation']:g}"
-        mode = f"real+{row['augmentation_ratio']:g}×" if row["mode"] == "nas" else {"real": "real", "cas": "samples"}[row["mode"]]
+        mode = {"real": "real", "cas": "samples"}.get(row["mode"]) or f"real+{row['augmentation_ratio']:g}×"
         if "top1" not in row:
             lines.append(f"{row['generator']:<16} {tau:>5} {mode:<10} FAILED: {'; '.join(row['errors'])}")
             continue
@@ -105,5 +106,5 @@ def write_report(store: Store, run_folder: str, records: list[dict[str, Any]], r
     store.write_text(render_markdown(rows, info), run_folder, "report.md")
     store.write_text(render_html(rows, info), run_folder, "report.html")
     print("\n".join(["", *table_lines(rows), ""]), flush=True)
-    print(f"sweep finished in {format_seconds(elapsed)}; results, report and config in:", flush=True)
+    print(f"sweep finished in {format_seconds(elapsed)}; results, report and config in:", file=sys.stderr, flush=True)
     return rows

@@ -29,6 +29,15 @@ def _acc(row: dict[str, Any], key: str) -> str:
     return _pct(row[key]) + spread
 
 
+def _worst(row: dict[str, Any]) -> str:
+    return ", ".join(f"{n} ({_pct(a)})" for n, a in row.get("worst_classes", [])) or "; ".join(row["errors"])
+
+
+def _heat_cell(name: str, accuracy: float | None) -> str:
+    value = _pct(accuracy)
+    return f"<td style='background:{_colour(accuracy)}' title='{html.escape(name)}: {value}%'>{value}</td>"
+
+
 def _gap_classes(rows: list[dict[str, Any]], class_names: list[str]) -> list[int]:
     """Classes to show: all when few, else those with the largest gap to real anywhere."""
     if len(class_names) <= MAX_CLASS_COLUMNS:
@@ -45,8 +54,8 @@ def render_markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
            f"Accuracies in % on the real validation split, mean ± std over seeds.", "",
            "| generator | τ | trained on | Top-1 | Top-5 | worst classes |", "|---|---|---|---|---|---|"]
     for r in rows:
-        worst = ", ".join(f"{n} ({_pct(a)})" for n, a in r.get("worst_classes", [])) or "; ".join(r["errors"])
-        out.append(f"| {r['generator']} | {_tau(r)} | {_mode(r)} | {_acc(r, 'top1')} | {_acc(r, 'top5')} | {worst} |")
+        out.append(f"| {r['generator']} | {_tau(r)} | {_mode(r)} | {_acc(r, 'top1')} | {_acc(r, 'top5')} "
+                   f"| {_worst(r)} |")
     gaps = [r for r in rows if r.get("per_class_gap") and r["mode"] == "cas"]
     if gaps:
         out += ["", "## Classes each generator fails on", "",
@@ -73,13 +82,11 @@ def render_html(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     summary = "".join(
         f"<tr><td>{esc(r['generator'])}</td><td>{_tau(r)}</td><td>{esc(_mode(r))}</td>"
         f"<td>{_acc(r, 'top1')}</td><td>{_acc(r, 'top5')}</td>"
-        f"<td>{esc(', '.join(f'{n} ({_pct(a)})' for n, a in r.get('worst_classes', [])) or '; '.join(r['errors']))}</td></tr>"
+        f"<td>{esc(_worst(r))}</td></tr>"
         for r in rows)
     heat_rows = "".join(
         f"<tr><th>{esc(r['generator'])} {_tau(r)} {esc(_mode(r))}</th>"
-        + "".join(f"<td style='background:{_colour(r['per_class_accuracy'][i])}' "
-                  f"title='{esc(names[i])}: {_pct(r['per_class_accuracy'][i])}%'>{_pct(r['per_class_accuracy'][i])}</td>"
-                  for i in shown) + "</tr>"
+        + "".join(_heat_cell(names[i], r["per_class_accuracy"][i]) for i in shown) + "</tr>"
         for r in rows if r.get("per_class_accuracy"))
     caption = ("all classes" if len(shown) == len(names)
                else f"the {len(shown)} classes with the largest gap to real data")

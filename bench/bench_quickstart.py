@@ -1,0 +1,46 @@
+"""Wall time of the quickstart sweep (`make sweep`) from an empty store, after install.
+
+Runs `harness sweep configs/quickstart.yaml` in a fresh process against a temporary store,
+then once more against the same store (everything reused), and prints both times and the
+CAS table's Top-1 figures. Usage: .venv/bin/python bench/bench_quickstart.py [CONFIG]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(config: Path, store: str) -> tuple[float, Path]:
+    started = time.monotonic()
+    proc = subprocess.run([str(Path(sys.executable).parent / "harness"), "sweep", str(config), "--store", store],
+                          cwd=ROOT, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit(f"sweep failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return elapsed, Path(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    config = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "configs" / "quickstart.yaml"
+    with tempfile.TemporaryDirectory() as store:
+        cold, run_dir = run(config, store)
+        warm, _ = run(config, store)
+        records = json.loads((run_dir / "results.json").read_text())
+    print(f"machine: {os.cpu_count()} CPUs")
+    print(f"{config.name}: empty store {cold:.0f} s; everything reused {warm:.0f} s")
+    for r in records:
+        tau = "-" if r["truncation"] is None else f"{r['truncation']:g}"
+        print(f"  {r['generator']:<8} τ={tau:<4} {r['mode']:<4} top1 {r.get('top1', float('nan')):.4f} "
+              f"({r.get('train_seconds', 0):.0f} s training)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""The sweep schema: every shipped config loads, and every kind of mistake is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.classify.recipes import RECIPES, resolve_recipe
+from harness.config import ConfigError, load_config
+from harness.generators import GeneratorError, check_kind
+from tests.conftest import write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = """
+name: t
+dataset: {kind: digits}
+generators:
+  - {name: real, kind: real}
+  - {name: g, kind: cvae, truncations: [0.5, 1.0]}
+classifier: {recipe: digits-small}
+"""
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_load(name: str) -> None:
+    config = load_config(ROOT / "configs" / name)
+    resolve_recipe(config.classifier.recipe, config.classifier.overrides)
+    for g in config.generators:
+        check_kind(g)
+
+
+def test_quickstart_is_the_issue_grid() -> None:
+    config = load_config(ROOT / "configs" / "quickstart.yaml")
+    assert config.dataset.kind == "digits"
+    kinds = {g.kind: g for g in config.generators}
+    assert {"real", "cvae", "cgan"} <= set(kinds)
+    for kind in ("cvae", "cgan"):
+        assert kinds[kind].truncations == [0.2, 0.5, 1.0, 1.5, 2.0]
+
+
+def test_store_override(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path / "c.yaml", BASE), store="s3://bucket/x")
+    assert config.store == "s3://bucket/x"
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (BASE + "colour: blue\n", ["colour: unknown field", "'blue'"]),
+    (BASE.replace("{kind: digits}", "{kind: digits, val_fraction: 1.5}"),
+     ["dataset.val_fraction", "less than 1", "1.5"]),
+    (BASE.replace("{kind: digits}", "{kind: imagenet-tfds}"), ["dataset.kind", "'digits'", "imagenet-tfds"]),
+    (BASE.replace("truncations: [0.5, 1.0]", "truncations: [0, 1.0]"),
+     ["generators[1] (g).truncations", "must be > 0", "given: [0, 1.0]"]),
+    (BASE.replace("truncations: [0.5, 1.0]", "truncations: fast"), ["generators[1] (g).truncations", "'fast'"]),
+    (BASE.replace("{recipe: digits-small}", "{recipe: digits-small, num_workers: -1}"),
+     ["classifier.num_workers", "greater than or equal to 0", "-1"]),
+    (BASE.replace("{recipe: digits-small}", "{recipe: resnet}"), ["classifier.recipe", "paper-cifar"]),
+    (BASE + "augmentation_ratios: [0.5, 2.0]\n", ["augmentation_ratios", "(0, 1]", "2.0"]),
+    (BASE + "seeds: [1, 1]\n", ["seeds must be unique"]),
+    (BASE.replace("{name: g,", "{name: real,"), ["generator names must be unique", "real"]),
+    (BASE.replace("name: t\n", ""), ["name: Field required"]),
+    (BASE.replace("{name: g, kind: cvae", "{name: g, knd: cvae"), ["generators[1] (g).knd: unknown field",
+                                                                     "generators[1] (g).kind: Field required"]),
+])
+def test_errors_name_file_field_value(tmp_path: Path, edit: str, expected: list[str]) -> None:
+    path = write_config(tmp_path / "bad.yaml", edit)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message
+
+
+def test_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write_config(tmp_path / "y.yaml", "name: [unclosed\n"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write_config(tmp_path / "l.yaml", "- a\n- b\n"))
+
+
+def test_generator_kind_errors(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: stylegan9")))
+    with pytest.raises(GeneratorError, match=r"generator 'g': unknown kind 'stylegan9'.*package\.module:attr"):
+        check_kind(config.generators[1])
+    config = load_config(write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: npz")))
+    with pytest.raises(GeneratorError, match="'g': kind 'npz' has no latent z"):
+        check_kind(config.generators[1])
+
+
+def test_recipe_overrides() -> None:
+    recipe = resolve_recipe("paper-cifar", {"epochs": 2, "lr": 1, "milestones": [1]})
+    assert (recipe.epochs, recipe.lr, recipe.milestones, recipe.model) == (2, 1.0, (1,), "resnet56")
+    with pytest.raises(ConfigError, match=r"classifier.overrides: unknown \['epoch'\]"):
+        resolve_recipe("paper-cifar", {"epoch": 2})
+    with pytest.raises(ConfigError, match="classifier.overrides.epochs: expected int, got 'ten'"):
+        resolve_recipe("paper-cifar", {"epochs": "ten"})
+    with pytest.raises(ConfigError, match="classifier.overrides.augment"):
+        resolve_recipe("paper-cifar", {"augment": "mixup"})
+
+
+def test_paper_recipes_follow_the_paper() -> None:
+    from harness.classify.recipes import learning_rate
+
+    imagenet, cifar = RECIPES["paper-imagenet"], RECIPES["paper-cifar"]
+    assert (imagenet.model, imagenet.epochs, imagenet.warmup_epochs, imagenet.milestones) == \
+        ("resnet50", 90, 5, (30, 60, 80))
+    assert (cifar.model, cifar.epochs, cifar.batch_size, cifar.milestones) == ("resnet56", 182, 128, (91, 136))
+    assert learning_rate(imagenet, 2.5) == pytest.approx(imagenet.lr * 2.5 / 5, rel=1e-3)
+    assert learning_rate(imagenet, 45) == pytest.approx(imagenet.lr * 0.1)
+    assert learning_rate(imagenet, 85) == pytest.approx(imagenet.lr * 0.001)
+    assert learning_rate(cifar, 136) == pytest.approx(cifar.lr * 0.01)

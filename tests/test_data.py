@@ -1,0 +1,67 @@
+"""Real data: the embedded digits split, the npz and folder readers, materialisation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.config import ConfigError, DatasetConfig
+from harness.data import materialize, read_splits
+from harness.store import Store
+
+
+def test_digits_split_is_fixed_stratified_and_disjoint() -> None:
+    a = read_splits(DatasetConfig(kind="digits"))
+    b = read_splits(DatasetConfig(kind="digits"))
+    idx = np.arange(len(a.train.labels))
+    assert np.array_equal(a.train.load(idx), b.train.load(idx))
+    assert len(a.train.labels) + len(a.val.labels) == 1797
+    assert len(a.val.labels) == 360 and a.image_shape == (1, 8, 8)
+    train_share = np.bincount(a.train.labels) / np.bincount(np.concatenate([a.train.labels, a.val.labels]))
+    assert np.all(np.abs(train_share - 0.8) < 0.02)
+    images = a.train.load(idx)
+    assert images.dtype == np.uint8 and images.max() == 255
+    other = read_splits(DatasetConfig(kind="digits", split_seed=1))
+    assert not np.array_equal(other.val.labels, a.val.labels)
+
+
+def test_materialize_once(tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    real = materialize(DatasetConfig(kind="digits"), store, shard_size=500)
+    assert real.n_train == 1437 and real.num_classes == 10 and real.class_names[3] == "3"
+    assert len(real.train.manifest()["shards"]) == 3
+    stamp = (tmp_path / real.train.folder / "manifest.json").stat().st_mtime_ns
+    again = materialize(DatasetConfig(kind="digits"), store, shard_size=500)
+    assert again == real
+    assert (tmp_path / real.train.folder / "manifest.json").stat().st_mtime_ns == stamp
+
+
+def test_folder_dataset(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split, n in (("train", 3), ("val", 2)):
+        for c in ("cat", "dog"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((20, 30, 3), 100 if c == "cat" else 200, np.uint8)).save(
+                    tmp_path / split / c / f"{i}.png")
+    splits = read_splits(DatasetConfig(kind="folder", params={"root": str(tmp_path), "image_size": 8}))
+    assert splits.class_names == ["cat", "dog"] and splits.image_shape == (3, 8, 8)
+    images = splits.train.load(np.arange(6))
+    assert images.shape == (6, 3, 8, 8) and list(splits.train.labels) == [0, 0, 0, 1, 1, 1]
+    assert images[0].mean() == pytest.approx(100, abs=1) and images[5].mean() == pytest.approx(200, abs=1)
+    with pytest.raises(ConfigError, match="must contain train/ and val/"):
+        read_splits(DatasetConfig(kind="folder", params={"root": str(tmp_path / "train")}))
+
+
+def test_npz_dataset_errors(tmp_path: Path) -> None:
+    np.savez(tmp_path / "t.npz", np.zeros((4, 8, 8, 3), np.float32), np.zeros(4, int))
+    cfg = DatasetConfig(kind="npz", params={"train": str(tmp_path / "t.npz"), "val": str(tmp_path / "t.npz")})
+    with pytest.raises(ConfigError, match=r"dataset.params.train: .*t.npz arr_0 must be uint8 N×H×W×C, got float32"):
+        read_splits(cfg)
+    with pytest.raises(ConfigError, match=r"dataset.params: kind 'npz' needs \['val'\]"):
+        read_splits(DatasetConfig(kind="npz", params={"train": "x"}))
+    with pytest.raises(ConfigError, match=r"dataset.params: unknown \['root'\] for kind 'digits'"):
+        read_splits(DatasetConfig(kind="digits", params={"root": "x"}))

@@ -1,0 +1,70 @@
+"""The whole quickstart at reduced size on a local Ray cluster, through the `harness` command."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from tests.conftest import write_config
+
+CONFIG = """
+name: mini
+dataset: {kind: digits}
+generators:
+  - {name: real, kind: real}
+  - {name: cvae, kind: cvae, params: {steps: 300}, truncations: [0.2, 1.0]}
+  - {name: stripes, kind: "tests.plugin_generator:StripeGenerator", params: {broken: true}}
+classifier: {recipe: digits-small, overrides: {epochs: 4, milestones: [3]}}
+augmentation_ratios: [0.5]
+"""
+
+
+@pytest.mark.slow
+def test_reduced_quickstart_end_to_end_and_resume(ray_local, tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path / "mini.yaml", CONFIG)
+    store = tmp_path / "store"
+    code = main(["sweep", str(config), "--store", str(store)])
+    out, err = capsys.readouterr()
+    assert code == 1  # the broken plugin's cells failed; everything else is kept
+    run = Path(out.strip().splitlines()[-1])
+    assert run.parent == store / "runs" and run.name.startswith("mini-")
+    assert "[sample]" in err and "[train]" in err and "trials" in err
+
+    records = json.loads((run / "results.json").read_text())
+    assert [(r["generator"], r["mode"], r["truncation"], r["augmentation_ratio"]) for r in records] == [
+        ("real", "real", None, None),
+        ("cvae", "cas", 0.2, None), ("cvae", "nas", 0.2, 0.5),
+        ("cvae", "cas", 1.0, None), ("cvae", "nas", 1.0, 0.5),
+        ("stripes", "cas", None, None), ("stripes", "nas", None, 0.5)]
+    ok = {(r["generator"], r["mode"], r["truncation"]): r for r in records if r["status"] == "ok"}
+    assert len(ok) == 5
+    for r in ok.values():
+        assert {"generator", "truncation", "seed", "top1", "top5", "per_class_accuracy", "n_train", "recipe"} <= set(r)
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and len(r["per_class_accuracy"]) == 10 and r["recipe"] == "digits-small"
+    assert ok[("real", "real", None)]["top1"] > 0.9
+    assert ok[("cvae", "cas", 1.0)]["n_train"] == 1437
+    counts = (142, 146, 142, 146, 145, 145, 145, 143, 139, 144)  # the digits train split's histogram
+    assert ok[("cvae", "nas", 1.0)]["n_train"] == 1437 + sum(round(0.5 * c) for c in counts)  # real + 0.5·|real|
+    broken = [r for r in records if r["generator"] == "stripes"]
+    assert all(r["status"] == "failed" and "generator 'stripes'" in r["error"] and "dtype" in r["error"]
+               for r in broken)
+
+    rows = list(csv.DictReader((run / "results.csv").open()))
+    assert len(rows) == 7 and rows[0]["generator"] == "real" and "acc_9" in rows[0]
+    assert float(rows[0]["top1"]) == pytest.approx(records[0]["top1"])
+    for name in ("report.md", "report.html", "config.yaml", "run.json"):
+        assert (run / name).stat().st_size > 0
+    assert "| cvae | 0.2 | CAS (samples only) |" in (run / "report.md").read_text()
+    assert "τ" in out  # the CAS table
+
+    # A second run finds every sample set and every trained cell in the store.
+    code = main(["sweep", str(config), "--store", str(store)])
+    out, err = capsys.readouterr()
+    assert "2 complete in the store, 0 to make" in err.replace("3 sample sets", "")
+    assert "5 already trained in the store, 0 to train" in err
+    again = json.loads((Path(out.strip().splitlines()[-1]) / "results.json").read_text())
+    assert [r.get("top1") for r in again] == [r.get("top1") for r in records]
