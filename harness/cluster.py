@@ -115,7 +115,10 @@ def check_store(store: str) -> None:
                 f"or a path under {PVC_MOUNT}, where the {PVC_NAME} PVC is mounted (k8s/storage.yaml)"
             )
     elif store.split("://", 1)[0] not in REMOTE_SCHEMES:
-        raise ClusterError(f"store {store!r}: the cluster supports {', '.join(s + '://' for s in REMOTE_SCHEMES)} URIs or a path under {PVC_MOUNT}")
+        raise ClusterError(
+            f"store {store!r}: the cluster supports {', '.join(s + '://' for s in REMOTE_SCHEMES)} URIs "
+            f"or a path under {PVC_MOUNT}"
+        )
 
 
 def _container(name: str, image: str, resources: dict[str, str], store: str) -> dict[str, Any]:
@@ -188,7 +191,12 @@ def _submitter_template(name: str, image: str, store: str) -> dict[str, Any]:
                     "image": image,
                     "env": [{"name": "CAS_STORE", "value": store}],
                     "volumeMounts": [
-                        {"name": "cas-config", "mountPath": f"{CONFIG_DIR}/config.yaml", "subPath": "config.yaml", "readOnly": True}
+                        {
+                            "name": "cas-config",
+                            "mountPath": f"{CONFIG_DIR}/config.yaml",
+                            "subPath": "config.yaml",
+                            "readOnly": True,
+                        }
                     ],
                     "resources": {"requests": dict(SUBMITTER), "limits": dict(SUBMITTER)},
                 }
@@ -225,7 +233,12 @@ def build_rayjob(config_text: str, *, name: str, namespace: str, image: str, sto
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "RayJob",
-        "metadata": {"name": name, "namespace": namespace, "labels": _labels(config_text), "annotations": {STORE_ANNOTATION: store}},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": _labels(config_text),
+            "annotations": {STORE_ANNOTATION: store},
+        },
         "spec": spec,
     }
 
@@ -235,7 +248,11 @@ def build_configmap(config_text: str, *, name: str, namespace: str) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": configmap_name(name), "namespace": namespace, "labels": {**_labels(config_text), RAYJOB_LABEL: name}},
+        "metadata": {
+            "name": configmap_name(name),
+            "namespace": namespace,
+            "labels": {**_labels(config_text), RAYJOB_LABEL: name},
+        },
         "immutable": True,
         "data": {"config.yaml": config_text},
     }
@@ -251,8 +268,8 @@ def _client(api_client: client.ApiClient | None) -> client.ApiClient:
             config.load_incluster_config()
         except config.ConfigException:
             raise ClusterError(
-                f"no Kubernetes credentials: {outside} (looked at $KUBECONFIG or ~/.kube/config, and not running in a pod); "
-                "set up kubectl access to the cluster first"
+                f"no Kubernetes credentials: {outside} (looked at $KUBECONFIG or ~/.kube/config, "
+                "and not running in a pod); set up kubectl access to the cluster first"
             ) from None
     return client.ApiClient()
 
@@ -271,7 +288,10 @@ def _explain(err: ApiException, action: str, namespace: str, ray: bool, missing:
     message = _one_line(status.get("message") or err.reason)
     details = status.get("details") or {}
     if err.status == 401:
-        return f"cannot {action}: the cluster rejected your credentials ({message}); log in again (refresh your kubeconfig token)"
+        return (
+            f"cannot {action}: the cluster rejected your credentials ({message}); "
+            "log in again (refresh your kubeconfig token)"
+        )
     if err.status == 403:
         return (
             f"cannot {action} in namespace {namespace}: forbidden ({message}); "
@@ -279,7 +299,10 @@ def _explain(err: ApiException, action: str, namespace: str, ray: bool, missing:
         )
     if err.status == 404:
         if details.get("kind") == "namespaces":
-            return f"cannot {action}: namespace {namespace} does not exist; create it with `kubectl apply -k k8s/` (docs/KUBERNETES.md)"
+            return (
+                f"cannot {action}: namespace {namespace} does not exist; "
+                "create it with `kubectl apply -k k8s/` (docs/KUBERNETES.md)"
+            )
         if ray and not status:
             return (
                 f"cannot {action}: the RayJob/RayCluster CRDs (ray.io/v1) are not installed in this cluster; "
@@ -304,7 +327,9 @@ def _api_errors(action: str, namespace: str, *, ray: bool = False, missing: str 
             raise
         raise ClusterError(message) from None
     except urllib3.exceptions.HTTPError as err:
-        raise ClusterError(f"cannot {action}: the Kubernetes API is unreachable ({_one_line(err)}); check your kubeconfig context") from None
+        raise ClusterError(
+            f"cannot {action}: the Kubernetes API is unreachable ({_one_line(err)}); check your kubeconfig context"
+        ) from None
 
 
 def _read_status(custom: client.CustomObjectsApi, name: str, namespace: str) -> dict:
@@ -386,7 +411,11 @@ def _follow(name: str, namespace: str, api: client.ApiClient) -> dict | None:
             pod = _submitter_pod(core, name, namespace)
             if st["jobDeploymentStatus"] in TERMINAL:
                 break
-            if pod is not None and pod.metadata.name not in streamed and pod.status.phase in ("Running", "Succeeded", "Failed"):
+            if (
+                pod is not None
+                and pod.metadata.name not in streamed
+                and pod.status.phase in ("Running", "Succeeded", "Failed")
+            ):
                 streamed.add(pod.metadata.name)
                 run_folder = _print_log(core, pod.metadata.name, namespace, True, marker) or run_folder
                 continue
@@ -394,7 +423,10 @@ def _follow(name: str, namespace: str, api: client.ApiClient) -> dict | None:
         if pod is not None and not streamed:
             run_folder = _print_log(core, pod.metadata.name, namespace, False, marker)
     except KeyboardInterrupt:
-        print(f"\ndetached; RayJob {name} keeps running in namespace {namespace}.\n{_reattach_hint(name, namespace)}", file=sys.stderr)
+        print(
+            f"\ndetached; RayJob {name} keeps running in namespace {namespace}.\n{_reattach_hint(name, namespace)}",
+            file=sys.stderr,
+        )
         return None
     outcome = st["jobStatus"] or st["jobDeploymentStatus"]
     print(f"RayJob {name}: {outcome} ({st['jobDeploymentStatus']}) after {format_seconds(time.monotonic() - start)}")
@@ -513,7 +545,9 @@ def _exit_code(final: dict | None) -> int:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     store = args.store or os.environ.get("CAS_STORE") or load_config(args.config).store
-    name = submit(args.config, cluster=args.cluster, namespace=args.namespace, image=args.image, store=store, follow=False)
+    name = submit(
+        args.config, cluster=args.cluster, namespace=args.namespace, image=args.image, store=store, follow=False
+    )
     if args.no_follow:
         print(_reattach_hint(name, args.namespace), file=sys.stderr)
         return 0
@@ -522,7 +556,19 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     st = status(args.name, namespace=args.namespace)
-    for key in ("name", "namespace", "jobDeploymentStatus", "jobStatus", "message", "rayClusterName", "dashboardURL", "startTime", "endTime", "store", "sweep"):
+    for key in (
+        "name",
+        "namespace",
+        "jobDeploymentStatus",
+        "jobStatus",
+        "message",
+        "rayClusterName",
+        "dashboardURL",
+        "startTime",
+        "endTime",
+        "store",
+        "sweep",
+    ):
         if st[key]:
             print(f"{key + ':':21} {st[key]}")
     return 0
@@ -537,12 +583,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Add ``submit``, ``status`` and ``logs`` to the ``harness`` command line."""
     namespace_help = f"Kubernetes namespace (default: {DEFAULT_NAMESPACE})"
 
-    p = subparsers.add_parser("submit", help="run a sweep on Kubernetes as a KubeRay RayJob", description=submit.__doc__)
+    p = subparsers.add_parser(
+        "submit", help="run a sweep on Kubernetes as a KubeRay RayJob", description=submit.__doc__
+    )
     p.add_argument("config", type=Path, help="sweep config YAML")
-    p.add_argument("--cluster", metavar="NAME", help="join this running RayCluster (e.g. cas-shared); default: an own cluster for this job")
+    p.add_argument(
+        "--cluster",
+        metavar="NAME",
+        help="join this running RayCluster (e.g. cas-shared); default: an own cluster for this job",
+    )
     p.add_argument("--namespace", "-n", default=DEFAULT_NAMESPACE, help=namespace_help)
-    p.add_argument("--image", default=os.environ.get("CAS_IMAGE", DEFAULT_IMAGE), help="harness image (default: $CAS_IMAGE or %(default)s)")
-    p.add_argument("--store", metavar="URI", help=f"s3://..., gs://... or a path under {PVC_MOUNT} (default: $CAS_STORE, else the config's store)")
+    p.add_argument(
+        "--image",
+        default=os.environ.get("CAS_IMAGE", DEFAULT_IMAGE),
+        help="harness image (default: $CAS_IMAGE or %(default)s)",
+    )
+    p.add_argument(
+        "--store",
+        metavar="URI",
+        help=f"s3://..., gs://... or a path under {PVC_MOUNT} (default: $CAS_STORE, else the config's store)",
+    )
     p.add_argument("--no-follow", action="store_true", help="return once the RayJob is created")
     p.set_defaults(func=_guard(_cmd_submit))
 

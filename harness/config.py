@@ -120,6 +120,24 @@ class SamplerConfig(_Strict):
         return self
 
 
+class MetricsConfig(_Strict):
+    """IS, FID, KID and precision/recall of every sample set.
+
+    ``feature_extractor``: ``inception`` (the standard FID Inception-v3; weights downloaded
+    once and checked, or ``inception_weights``/``CAS_INCEPTION_WEIGHTS`` as a local file),
+    ``domain`` (the classifier trained on the real data in the same sweep), ``auto``
+    (domain for images smaller than 32×32 or with one channel, else inception) or ``none``.
+    KID and precision/recall use the first ``max_samples`` samples of each set.
+    """
+
+    feature_extractor: Literal["auto", "inception", "domain", "none"] = "auto"
+    inception_weights: str | None = None
+    batch_size: int = Field(default=200, ge=1)
+    max_samples: int = Field(default=10_000, ge=10)
+    num_gpus: float = Field(default=0, ge=0)
+    num_actors: int | None = Field(default=None, ge=1)
+
+
 class SweepConfig(_Strict):
     """A whole sweep: dataset × generators × truncations × augmentation ratios × seeds."""
 
@@ -131,6 +149,7 @@ class SweepConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     augmentation_ratios: list[float] = Field(default_factory=list)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
 
     @field_validator("augmentation_ratios")
@@ -142,13 +161,16 @@ class SweepConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _unique_generators(self) -> SweepConfig:
+    def _consistent(self) -> SweepConfig:
         names = [g.name for g in self.generators]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"generator names must be unique; repeated: {dupes}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be unique; got {self.seeds}")
+        if self.metrics.feature_extractor == "domain" and not any(g.kind == "real" for g in self.generators):
+            raise ValueError("metrics.feature_extractor 'domain' uses the classifier trained on real data: "
+                             "add a generator of kind 'real', or choose 'inception'")
         return self
 
 

@@ -84,7 +84,9 @@ def strict_schema(node: Any) -> Any:
 
 @functools.cache
 def _k8s_definitions() -> Resource:
-    schemas = resources.files(kubernetes_validate).joinpath("kubernetes-json-schema", f"v{KUBERNETES_VERSION}.0-local-strict")
+    schemas = resources.files(kubernetes_validate).joinpath(
+        "kubernetes-json-schema", f"v{KUBERNETES_VERSION}.0-local-strict"
+    )
     return Resource.from_contents(json.loads(schemas.joinpath("_definitions.json").read_text()))
 
 
@@ -155,13 +157,19 @@ def _autoscaling_errors(spec: dict, where: str) -> list[str]:
     errors = []
     if not spec.get("enableInTreeAutoscaling"):
         if v2_env in ("1", "true"):
-            errors.append(f"{where}.headGroupSpec: RAY_enable_autoscaler_v2 is set but enableInTreeAutoscaling is not true")
+            errors.append(
+                f"{where}.headGroupSpec: RAY_enable_autoscaler_v2 is set but enableInTreeAutoscaling is not true"
+            )
         return errors
     if "version" in options and "RAY_enable_autoscaler_v2" in env:
-        errors.append(f"{where}.autoscalerOptions.version: set together with the RAY_enable_autoscaler_v2 env var; use only the former")
+        errors.append(
+            f"{where}.autoscalerOptions.version: set together with the RAY_enable_autoscaler_v2 env var; "
+            "use only the former"
+        )
     if options.get("version") == "v2" or v2_env in ("1", "true"):
         pods = [("headGroupSpec", head)] + [
-            (f"workerGroupSpecs[{i}]", g.get("template", {}).get("spec", {})) for i, g in enumerate(spec.get("workerGroupSpecs", []))
+            (f"workerGroupSpecs[{i}]", g.get("template", {}).get("spec", {}))
+            for i, g in enumerate(spec.get("workerGroupSpecs", []))
         ]
         for group, pod in pods:
             if pod.get("restartPolicy") not in (None, "", "Never"):
@@ -213,7 +221,9 @@ def _rayjob_errors(obj: dict) -> list[str]:
     errors = []
     selector, own = spec.get("clusterSelector"), spec.get("rayClusterSpec")
     if bool(selector) == bool(own):
-        errors.append("spec: set exactly one of clusterSelector (join a running RayCluster) and rayClusterSpec (an own cluster)")
+        errors.append(
+            "spec: set exactly one of clusterSelector (join a running RayCluster) and rayClusterSpec (an own cluster)"
+        )
     if selector is not None and not selector.get("ray.io/cluster"):
         errors.append("spec.clusterSelector: needs the key ray.io/cluster naming the RayCluster to join")
     if spec.get("ttlSecondsAfterFinished", 0) > 0 and not spec.get("shutdownAfterJobFinishes"):
@@ -231,7 +241,12 @@ def _rayjob_errors(obj: dict) -> list[str]:
     if own:
         errors += cluster_spec_errors(own, "spec.rayClusterSpec")
     if "submitterPodTemplate" in spec:
-        template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "submitter"}, "template": spec["submitterPodTemplate"]}
+        template = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": "submitter"},
+            "template": spec["submitterPodTemplate"],
+        }
         errors += [f"spec.submitterPodTemplate{line.removeprefix('template')}" for line in core_errors(template)]
         pod = spec["submitterPodTemplate"].get("spec", {})
         if pod.get("restartPolicy") not in ("Never", "OnFailure"):
@@ -252,7 +267,10 @@ def ray_errors(obj: dict, crd_dir: Path = CRD_DIR) -> list[str]:
     if len(name) > limit:
         errors.append(f"metadata.name: {name!r} is {len(name)} characters; KubeRay allows at most {limit} for a {kind}")
     if not DNS1035_LABEL.match(name):
-        errors.append(f"metadata.name: {name!r} must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter)")
+        errors.append(
+            f"metadata.name: {name!r} must be a DNS-1035 label "
+            "(lowercase letters, digits and '-', starting with a letter)"
+        )
     errors += _label_errors(obj["metadata"], "metadata")
     if kind == "RayCluster":
         return errors + cluster_spec_errors(obj["spec"], "spec")
@@ -325,7 +343,12 @@ def _checks(repo: Path, crd_dir: Path) -> Iterator[tuple[str, list[str]]]:
     for variant, shared in (("own cluster", None), ("shared cluster", "cas-shared")):
         for store in ("s3://cas-bucket/store", f"{cluster.PVC_MOUNT}/store"):
             obj = cluster.build_rayjob(
-                example, name="validate-example", namespace="cas", image=cluster.DEFAULT_IMAGE, store=store, cluster=shared
+                example,
+                name="validate-example",
+                namespace="cas",
+                image=cluster.DEFAULT_IMAGE,
+                store=store,
+                cluster=shared,
             )
             yield f"build_rayjob ({variant}, store {store})", object_errors(obj, crd_dir)
     configmap = cluster.build_configmap(example, name="validate-example", namespace="cas")
@@ -335,7 +358,9 @@ def _checks(repo: Path, crd_dir: Path) -> Iterator[tuple[str, list[str]]]:
 def main(argv: list[str] | None = None) -> int:
     """Check every shipped manifest, kustomize build and generated RayJob; 0 if all pass."""
     parser = argparse.ArgumentParser(prog="python -m harness.k8s_validate", description=main.__doc__)
-    parser.add_argument("--crds", type=Path, default=CRD_DIR, help=f"folder with the KubeRay v1.7.0 CRDs (default: {CRD_DIR})")
+    parser.add_argument(
+        "--crds", type=Path, default=CRD_DIR, help=f"folder with the KubeRay v1.7.0 CRDs (default: {CRD_DIR})"
+    )
     args = parser.parse_args(argv)
     failed = 0
     for what, errors in _checks(REPO, args.crds):

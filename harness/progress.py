@@ -17,6 +17,11 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def status(message: str) -> None:
+    """A progress or status line: on stderr, so stdout carries only the results."""
+    print(message, file=sys.stderr, flush=True)
+
+
 class Progress:
     """Prints ``[stage] done/total unit · rate · ETA`` at most every ``interval`` seconds."""
 
@@ -45,4 +50,4 @@ class Progress:
         now = time.monotonic()
         if self.done >= self.total or now - self._last >= self.interval:
             self._last = now
-            print(self.line(note), file=sys.stderr, flush=True)
+            status(self.line(note))

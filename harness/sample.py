@@ -22,7 +22,7 @@ import torch
 from harness.config import GeneratorConfig, SamplerConfig
 from harness.data import RealData
 from harness.generators import GeneratorError, build_generator, check_samples
-from harness.progress import Progress
+from harness.progress import Progress, status
 from harness.shards import ShardSet, class_counts
 from harness.store import Store, spec_key
 
@@ -151,8 +151,8 @@ def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: Sampl
             else:
                 todo.append((s, index, chunk))
     reused = len(sets) - len(pending_sets)
-    print(f"[sample] {len(sets)} sample sets: {reused} complete in the store, {len(pending_sets)} to make "
-          f"({len(todo)} shards)", flush=True)
+    status(f"[sample] {len(sets)} sample sets: {reused} complete in the store, {len(pending_sets)} to make "
+           f"({len(todo)} shards)")
     failed: dict[str, str] = {}
     if todo:
         _run_shards(todo, real, store, cfg, partial, failed)
@@ -198,7 +198,7 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
         if not calls:
             text = f"no sampler actor is left to run it ({lost})"
             fail({t[0].key for t in queue}, text)
-            print(f"[sample] {text}", flush=True)
+            status(f"[sample] {text}")
             break
         [ref], _ = ray.wait(list(calls), num_returns=1)
         kind, actor, item = calls.pop(ref)
@@ -212,10 +212,10 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
                 free.append(actor)
             if kind == "prepare":
                 fail({t[0].key for t in queue if t[0].generator.name == item.name}, text)
-                print(f"[sample] generator {item.name!r} failed: {text}", flush=True)
+                status(f"[sample] generator {item.name!r} failed: {text}")
             elif kind == "shard":
                 fail({item[0].key}, text)
-                print(f"[sample] {item[0].label} failed: {text}", flush=True)
+                status(f"[sample] {item[0].label} failed: {text}")
                 progress.advance()
             continue
         free.append(actor)

@@ -22,15 +22,18 @@ from ray.tune import Callback
 
 from harness.classify.recipes import Recipe, resolve_recipe
 from harness.classify.train import TrainSource, TrainTask, recipe_record, train_classifier
-from harness.config import SweepConfig
+from harness.config import ClassifierConfig, ConfigError, SweepConfig
 from harness.data import RealData, materialize
 from harness.generators import check_kind
-from harness.progress import Progress
+from harness.metrics.sets import ExtractorSpec, compute_set_features, sample_metrics
+from harness.progress import Progress, status
 from harness.sample import SampleSet, cluster_fits, plan_sample_set, run_sampling
+from harness.shards import ShardSet
 from harness.store import Store, spec_key
 
 SHARED_FILESYSTEM_ENV = "CAS_SHARED_FILESYSTEM"
 DRIVER_CPUS = 0.01
+HEAD_RESOURCE = "node:__internal_head__"
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter honours verbose=0: stdout stays ours
     ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
              log_to_driver=True, configure_logging=True, logging_level="WARNING")
 
@@ -106,7 +110,7 @@ def check_store_reach(store: Store) -> None:
     URI, unless ``CAS_SHARED_FILESYSTEM=1`` says the folder is on a volume every node mounts."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     if store.is_local and len(nodes) > 1 and os.environ.get(SHARED_FILESYSTEM_ENV) != "1":
-        raise RuntimeError(f"store {store.root} is a local folder, but the Ray cluster has {len(nodes)} nodes that "
+        raise ConfigError(f"store {store.root} is a local folder, but the Ray cluster has {len(nodes)} nodes that "
                            f"may not all see it; use an s3:// or gs:// store (store: in the config, or --store), "
                            f"or if every node mounts this path (a shared volume), set {SHARED_FILESYSTEM_ENV}=1")
 
@@ -153,16 +157,11 @@ def run_trials(cells: list[Cell], real: RealData, store: Store, config: SweepCon
         params.append({"task": task, "cell_index": index, "num_workers": cls.num_workers,
                        "cpus_per_worker": cls.cpus_per_worker, "resources_per_worker": cls.resources_per_worker,
                        "result_path": folder, "storage_path": store.path(run_folder, "train")})
-    print(f"[train] {len(cells)} cells: {len(results)} already trained in the store, {len(params)} to train",
-          flush=True)
+    status(f"[train] {len(cells)} cells: {len(results)} already trained in the store, {len(params)} to train")
     if not params:
         return [results[i] for i in range(len(cells))]
-    if cls.num_workers == 0:
-        trial_resources = {"cpu": cls.cpus_per_worker, "gpu": 1 if cls.use_gpu else 0, **cls.resources_per_worker}
-    else:
-        trial_resources = {"cpu": DRIVER_CPUS}
     tuner = tune.Tuner(
-        tune.with_resources(_trial, trial_resources),
+        tune.with_resources(_trial, trial_resources(cls)),
         param_space={"cell": tune.grid_search(params)},
         tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials(config)),
         run_config=tune.RunConfig(
@@ -186,13 +185,28 @@ def _first_line(err: BaseException) -> str:
     return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
 
 
+def trial_resources(cls: ClassifierConfig) -> dict[str, float]:
+    """What a trial holds through Tune.
+
+    A trial that trains in its own process holds what that process needs. A data-parallel
+    trial only drives its Ray Train workers, which hold their own resources: it holds no
+    CPU, so that the workers can use them all, unless the head offers none (a head kept
+    free of work, as in the Kubernetes manifests); then ``DRIVER_CPUS``, which keeps the
+    trial and its Ray Train controller off the head.
+    """
+    if cls.num_workers == 0:
+        return {"cpu": cls.cpus_per_worker, "gpu": 1 if cls.use_gpu else 0, **cls.resources_per_worker}
+    head = next(n["Resources"] for n in ray.nodes() if n.get("Alive") and HEAD_RESOURCE in n["Resources"])
+    return {"cpu": 0 if head.get("CPU") else DRIVER_CPUS}
+
+
 def max_concurrent_trials(config: SweepConfig) -> int | None:
     """How many trials run at once: the config's number, else it follows from the resources.
 
     A trial that trains in its own process (``num_workers = 0``) holds its resources
     through Tune, which starts trials as resources appear and queues the rest: no limit
     is needed, and the queued trials' placement groups are the demand that makes an
-    autoscaler add nodes. Data-parallel trials hold only ``DRIVER_CPUS`` through Tune and
+    autoscaler add nodes. Data-parallel trials hold (almost) nothing through Tune and
     their workers are placed by Ray Train, so they are limited to the workers the cluster
     holds now (at least one trial, whose workers wait for the autoscaler's nodes).
     """
@@ -226,18 +240,66 @@ def run_sweep(config: SweepConfig, address: str | None = None,
     sampling = run_sampling(sets, real, store, config.sampler)
     trainable = [c for c in cells if c.sample_set is None or c.sample_set.key not in sampling.failed]
     trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
-    records = [_record(c, next(trained) if c in trainable else {"error": sampling.failed[c.sample_set.key]},
-                       real, recipe, config) for c in cells]
+    results = [next(trained) if c in trainable else {"error": sampling.failed[c.sample_set.key]} for c in cells]
+    metrics = sweep_metrics(config, real, store, cells, results, recipe)
+    records = [_record(c, r, metrics.get(c.sample_set.folder if c.sample_set else real.val.folder, {}),
+                       real, recipe, config) for c, r in zip(cells, results, strict=True)]
     write_report(store, run_folder, records, real, elapsed=time.monotonic() - started)
     return store.path(run_folder), records
 
 
-def _record(cell: Cell, result: dict[str, Any], real: RealData, recipe: Recipe,
+def extractor_kind(config: SweepConfig, real: RealData) -> str:
+    """The feature extractor ``auto`` stands for: domain features for small or grey images."""
+    kind = config.metrics.feature_extractor
+    if kind != "auto":
+        return kind
+    has_real = any(g.kind == "real" for g in config.generators)
+    small = real.image_shape[0] == 1 or min(real.image_shape[1:]) < 32
+    return "domain" if small and has_real else "inception"
+
+
+def sweep_metrics(config: SweepConfig, real: RealData, store: Store, cells: list[Cell],
+                  results: list[dict[str, Any]], recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """IS, FID, KID and precision/recall by shard set folder: every complete sample set, and
+    the real validation split (the Real row's figures: held-out real data against the train
+    split). A failure here leaves the CAS results whole and is recorded as ``metrics_error``."""
+    kind = extractor_kind(config, real)
+    if kind == "none":
+        return {}
+    folders = [real.val.folder, *dict.fromkeys(c.sample_set.folder for c in cells if c.sample_set
+                                               and ShardSet(store, c.sample_set.folder).is_complete())]
+    m = config.metrics
+    if kind == "domain":
+        trained_real = [c for c, r in zip(cells, results, strict=True) if c.mode == "real" and "error" not in r]
+        if not trained_real:
+            return {f: {"metrics_error": "no classifier trained on real data for the domain features"}
+                    for f in folders}
+        spec = ExtractorSpec("domain", model_path=f"trials/{trial_key(trained_real[0], real, recipe)}/model.pt",
+                             model_name=recipe.model, image_shape=real.image_shape, num_classes=real.num_classes)
+    else:
+        spec = ExtractorSpec("inception", inception_weights=m.inception_weights)
+    actors = m.num_actors or max(1, cluster_fits({"CPU": 1, "GPU": m.num_gpus}))
+    try:
+        features = compute_set_features([real.train.folder, *folders], store, spec, m.max_samples, m.batch_size,
+                                        m.num_gpus, actors)
+    except Exception as err:  # noqa: BLE001 - e.g. weights that cannot be fetched: CAS results are kept
+        status(f"[features] failed: {_first_line(err)}")
+        return {f: {"metrics_error": _first_line(err)} for f in folders}
+    reference = features[real.train.folder]
+    named = {"feature_extractor": spec.name, "preprocessing": spec.preprocessing}
+    out = {}
+    for f in folders:
+        problem = reference if isinstance(reference, str) else features[f] if isinstance(features[f], str) else None
+        out[f] = {**named, **({"metrics_error": problem} if problem else sample_metrics(features[f], reference))}
+    return out
+
+
+def _record(cell: Cell, result: dict[str, Any], metrics: dict[str, Any], real: RealData, recipe: Recipe,
             config: SweepConfig) -> dict[str, Any]:
     record = {"generator": cell.generator, "kind": cell.kind, "mode": cell.mode, "truncation": cell.truncation,
               "augmentation_ratio": cell.augmentation_ratio, "seed": cell.seed,
               "recipe": config.classifier.recipe, "recipe_settings": recipe_record(recipe),
               "sample_set": cell.sample_set.folder if cell.sample_set else None, "dataset": real.key}
     if "error" in result:
-        return {**record, "status": "failed", "error": result["error"]}
-    return {**record, "status": "ok", **result}
+        return {**record, **metrics, "status": "failed", "error": result["error"]}
+    return {**record, **metrics, "status": "ok", **result}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,8 @@ def local_s3() -> Iterator[str]:
     """A moto S3 server on a free local port with bucket ``BUCKET``; yields its endpoint.
 
     The endpoint and credentials go into this process's environment, where s3fs and
-    pyarrow (Ray Tune's storage) find them, as do Ray workers started after this.
+    pyarrow (Ray Tune's storage) find them, as do Ray workers started after this. moto
+    keeps its buckets per process, not per server, so the server starts by emptying them.
     """
     import s3fs
     from moto.server import ThreadedMotoServer
@@ -46,6 +48,7 @@ def local_s3() -> Iterator[str]:
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).close()
     with pytest.MonkeyPatch.context() as env:
         env.setenv("AWS_ENDPOINT_URL", endpoint)
         env.setenv("AWS_ACCESS_KEY_ID", "testing")

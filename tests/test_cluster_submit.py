@@ -29,7 +29,9 @@ from harness.cluster import ClusterError, build_configmap, build_rayjob
 
 REPO = Path(__file__).parents[1]
 CONFIG_TEXT = (REPO / "configs" / "quickstart.yaml").read_text()
-ROUTE = re.compile(r"^/apis?/(?:ray\.io/)?v1/namespaces/(?P<ns>[^/]+)/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?(?P<log>/log)?$")
+ROUTE = re.compile(
+    r"^/apis?/(?:ray\.io/)?v1/namespaces/(?P<ns>[^/]+)/(?P<res>[a-z]+)(?:/(?P<name>[^/]+))?(?P<log>/log)?$"
+)
 
 RUN_FOLDER = "s3://cas-bucket/lab/runs/quickstart-20250101-120000"
 DRIVER_LOG = (
@@ -42,7 +44,15 @@ DRIVER_LOG = (
 
 
 def status_error(code: int, reason: str, message: str, details: dict | None = None) -> tuple[int, Any]:
-    return code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "details": details or {}, "code": code}
+    return code, {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "message": message,
+        "details": details or {},
+        "code": code,
+    }
 
 
 @dataclass
@@ -59,7 +69,9 @@ class Request:
 class FakeKube:
     """The API server's side: scripted RayJob states, failures, and a record of requests."""
 
-    states: list[tuple[str, str]] = field(default_factory=lambda: [("Initializing", "PENDING"), ("Running", "RUNNING"), ("Complete", "SUCCEEDED")])
+    states: list[tuple[str, str]] = field(
+        default_factory=lambda: [("Initializing", "PENDING"), ("Running", "RUNNING"), ("Complete", "SUCCEEDED")]
+    )
     fail: dict[tuple[str, str], tuple[int, Any]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     rayjob: dict | None = None
@@ -85,14 +97,31 @@ class FakeKube:
                 return 201, self.rayjob
             case "GET", "rayjobs":
                 if self.rayjob is None or self.rayjob["metadata"]["name"] != route["name"]:
-                    return status_error(404, "NotFound", f'rayjobs.ray.io "{route["name"]}" not found', {"name": route["name"], "group": "ray.io", "kind": "rayjobs"})
+                    return status_error(
+                        404,
+                        "NotFound",
+                        f'rayjobs.ray.io "{route["name"]}" not found',
+                        {"name": route["name"], "group": "ray.io", "kind": "rayjobs"},
+                    )
                 self.state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
                 deployment, job = self.state
-                return 200, {**self.rayjob, "status": {"jobDeploymentStatus": deployment, "jobStatus": job, "rayClusterName": "rc-1"}}
+                return 200, {
+                    **self.rayjob,
+                    "status": {"jobDeploymentStatus": deployment, "jobStatus": job, "rayClusterName": "rc-1"},
+                }
             case "GET", "pods":
-                selected = self.rayjob and query.get("labelSelector") == [f"batch.kubernetes.io/job-name={self.rayjob['metadata']['name']}"]
+                selected = self.rayjob and query.get("labelSelector") == [
+                    f"batch.kubernetes.io/job-name={self.rayjob['metadata']['name']}"
+                ]
                 phase = {"Running": "Running", "Complete": "Succeeded", "Failed": "Failed"}.get(self.state[0])
-                items = [] if phase is None or not selected else [self.pod("old-submitter", "2025-01-01T00:00:00Z", "Failed"), self.pod("submitter", "2025-01-01T00:05:00Z", phase)]
+                items = (
+                    []
+                    if phase is None or not selected
+                    else [
+                        self.pod("old-submitter", "2025-01-01T00:00:00Z", "Failed"),
+                        self.pod("submitter", "2025-01-01T00:05:00Z", phase),
+                    ]
+                )
                 return 200, {"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}
             case "GET", "pods/log":
                 return 200, self.log if route["name"] == "submitter" else "an older attempt\n"
@@ -111,7 +140,9 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        code, payload = self.server.fake.handle(self.command, url.path, parse_qs(url.query), json.loads(raw) if raw else None)
+        code, payload = self.server.fake.handle(
+            self.command, url.path, parse_qs(url.query), json.loads(raw) if raw else None
+        )
         data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
         self.send_response(code)
         self.send_header("Content-Type", "text/plain" if isinstance(payload, str) else "application/json")
@@ -163,11 +194,19 @@ def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def submit(config_path: Path, api: client.ApiClient, **kw: Any) -> str:
-    args = {"cluster": None, "namespace": "cas", "image": "reg.example/cas-harness:1", "store": "s3://cas-bucket/lab", "follow": False}
+    args = {
+        "cluster": None,
+        "namespace": "cas",
+        "image": "reg.example/cas-harness:1",
+        "store": "s3://cas-bucket/lab",
+        "follow": False,
+    }
     return cluster.submit(config_path, **{**args, **kw}, api_client=api)
 
 
-def test_submit_sends_the_configmap_and_the_rayjob_build_rayjob_makes(fake: FakeKube, api: client.ApiClient, config_path: Path) -> None:
+def test_submit_sends_the_configmap_and_the_rayjob_build_rayjob_makes(
+    fake: FakeKube, api: client.ApiClient, config_path: Path
+) -> None:
     name = submit(config_path, api)
     assert re.fullmatch(r"quickstart-\d{10}-[0-9a-f]{4}", name)
     assert fake.calls() == [("POST", "configmaps"), ("POST", "rayjobs"), ("PATCH", "configmaps")]
@@ -175,27 +214,51 @@ def test_submit_sends_the_configmap_and_the_rayjob_build_rayjob_makes(fake: Fake
     assert cm.namespace == job.namespace == patch.namespace == "cas"
     assert cm.body == build_configmap(CONFIG_TEXT, name=name, namespace="cas")
     assert cm.body["data"]["config.yaml"] == CONFIG_TEXT
-    assert job.body == build_rayjob(CONFIG_TEXT, name=name, namespace="cas", image="reg.example/cas-harness:1", store="s3://cas-bucket/lab", cluster=None)
+    assert job.body == build_rayjob(
+        CONFIG_TEXT,
+        name=name,
+        namespace="cas",
+        image="reg.example/cas-harness:1",
+        store="s3://cas-bucket/lab",
+        cluster=None,
+    )
     assert patch.name == f"{name}-config"
-    assert patch.body == {"metadata": {"ownerReferences": [{"apiVersion": "ray.io/v1", "kind": "RayJob", "name": name, "uid": "rayjob-uid"}]}}
+    assert patch.body == {
+        "metadata": {
+            "ownerReferences": [{"apiVersion": "ray.io/v1", "kind": "RayJob", "name": name, "uid": "rayjob-uid"}]
+        }
+    }
 
 
-def test_submit_to_the_shared_cluster_checks_it_exists_first(fake: FakeKube, api: client.ApiClient, config_path: Path) -> None:
+def test_submit_to_the_shared_cluster_checks_it_exists_first(
+    fake: FakeKube, api: client.ApiClient, config_path: Path
+) -> None:
     name = submit(config_path, api, cluster="cas-shared")
     assert fake.calls()[0] == ("GET", "rayclusters") and fake.requests[0].name == "cas-shared"
     assert fake.requests[2].body == build_rayjob(
-        CONFIG_TEXT, name=name, namespace="cas", image="reg.example/cas-harness:1", store="s3://cas-bucket/lab", cluster="cas-shared"
+        CONFIG_TEXT,
+        name=name,
+        namespace="cas",
+        image="reg.example/cas-harness:1",
+        store="s3://cas-bucket/lab",
+        cluster="cas-shared",
     )
     assert fake.requests[2].body["spec"]["clusterSelector"] == {"ray.io/cluster": "cas-shared"}
 
 
-def test_submit_follows_progress_and_log_to_the_results(fake: FakeKube, api: client.ApiClient, config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_follows_progress_and_log_to_the_results(
+    fake: FakeKube, api: client.ApiClient, config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     name = submit(config_path, api, follow=True)
     out, err = capsys.readouterr()
     assert fake.calls()[3:] == [
-        ("GET", "rayjobs"), ("GET", "pods"),
-        ("GET", "rayjobs"), ("GET", "pods"), ("GET", "pods/log"),
-        ("GET", "rayjobs"), ("GET", "pods"),
+        ("GET", "rayjobs"),
+        ("GET", "pods"),
+        ("GET", "rayjobs"),
+        ("GET", "pods"),
+        ("GET", "pods/log"),
+        ("GET", "rayjobs"),
+        ("GET", "pods"),
     ]
     pods, log = fake.requests[6], fake.requests[7]
     assert pods.query == {"labelSelector": [f"batch.kubernetes.io/job-name={name}"]}
@@ -212,18 +275,26 @@ def test_submit_follows_progress_and_log_to_the_results(fake: FakeKube, api: cli
     assert f"submitted RayJob {name} in namespace cas" in err
 
 
-def test_follow_prints_the_log_of_a_job_that_finished_before_it_looked(fake: FakeKube, api: client.ApiClient, config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_follow_prints_the_log_of_a_job_that_finished_before_it_looked(
+    fake: FakeKube, api: client.ApiClient, config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     name = submit(config_path, api)
     fake.states = [("Failed", "FAILED")]
     final = cluster.follow(name, namespace="cas", api_client=api)
     out = capsys.readouterr().out
     assert final["jobStatus"] == "FAILED"
-    assert fake.requests[-1].resource == "pods/log" and [v.lower() for v in fake.requests[-1].query["follow"]] == ["false"]
+    assert fake.requests[-1].resource == "pods/log" and [v.lower() for v in fake.requests[-1].query["follow"]] == [
+        "false"
+    ]
     assert DRIVER_LOG in out and f"RayJob {name}: FAILED (Failed)" in out
 
 
 def test_ctrl_c_detaches_without_deleting_and_says_how_to_reattach(
-    fake: FakeKube, api: client.ApiClient, config_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    fake: FakeKube,
+    api: client.ApiClient,
+    config_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     name = submit(config_path, api)
     fake.states = [("Initializing", "")]
@@ -248,7 +319,9 @@ def test_status_reports_kuberay_states_and_the_store(fake: FakeKube, api: client
     assert st["store"] == "s3://cas-bucket/lab" and st["sweep"] == "quickstart"
 
 
-def test_logs_prints_the_newest_submitter_pod(fake: FakeKube, api: client.ApiClient, config_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_prints_the_newest_submitter_pod(
+    fake: FakeKube, api: client.ApiClient, config_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     name = submit(config_path, api)
     fake.states = [("Complete", "SUCCEEDED")]
     cluster.status(name, namespace="cas", api_client=api)
@@ -257,7 +330,9 @@ def test_logs_prints_the_newest_submitter_pod(fake: FakeKube, api: client.ApiCli
     assert fake.requests[-1].name == "submitter"
 
 
-def test_logs_before_the_cluster_is_up_says_when_to_come_back(fake: FakeKube, api: client.ApiClient, config_path: Path) -> None:
+def test_logs_before_the_cluster_is_up_says_when_to_come_back(
+    fake: FakeKube, api: client.ApiClient, config_path: Path
+) -> None:
     name = submit(config_path, api)
     fake.states = [("Initializing", "")]
     with pytest.raises(ClusterError, match=rf"RayJob {name} has no log yet \(cluster Initializing · job -\).*--follow"):
@@ -278,38 +353,60 @@ CRD_MISSING = (404, "404 page not found\n")
             id="404-crd-missing",
         ),
         pytest.param(
-            {("POST", "configmaps"): status_error(404, "NotFound", 'namespaces "cas" not found', {"name": "cas", "kind": "namespaces"})},
-            "cannot create ConfigMap {name}-config: namespace cas does not exist; create it with `kubectl apply -k k8s/` (docs/KUBERNETES.md)",
+            {
+                ("POST", "configmaps"): status_error(
+                    404, "NotFound", 'namespaces "cas" not found', {"name": "cas", "kind": "namespaces"}
+                )
+            },
+            "cannot create ConfigMap {name}-config: namespace cas does not exist; create it with `kubectl apply -k "
+            "k8s/` (docs/KUBERNETES.md)",
             [("POST", "configmaps")],
             id="404-namespace-missing",
         ),
         pytest.param(
             {
                 ("POST", "configmaps"): status_error(
-                    403, "Forbidden", 'configmaps is forbidden: User "alice" cannot create resource "configmaps" in API group "" in the namespace "cas"'
+                    403,
+                    "Forbidden",
+                    'configmaps is forbidden: User "alice" cannot create resource "configmaps" in API group "" in the '
+                    'namespace "cas"',
                 )
             },
-            'cannot create ConfigMap {name}-config in namespace cas: forbidden (configmaps is forbidden: User "alice" cannot create resource '
-            '"configmaps" in API group "" in the namespace "cas"); ask a cluster admin to bind you to the cas-submitter Role (k8s/rbac.yaml)',
+            'cannot create ConfigMap {name}-config in namespace cas: forbidden (configmaps is forbidden: User "alice" '
+            "cannot create resource "
+            '"configmaps" in API group "" in the namespace "cas"); ask a cluster admin to bind you to the '
+            "cas-submitter Role (k8s/rbac.yaml)",
             [("POST", "configmaps")],
             id="403-forbidden",
         ),
         pytest.param(
-            {("POST", "rayjobs"): status_error(409, "AlreadyExists", 'rayjobs.ray.io "x" already exists', {"name": "x", "kind": "rayjobs"})},
-            'cannot create RayJob {name}: it already exists in namespace cas (rayjobs.ray.io "x" already exists); submit again for a fresh name',
+            {
+                ("POST", "rayjobs"): status_error(
+                    409, "AlreadyExists", 'rayjobs.ray.io "x" already exists', {"name": "x", "kind": "rayjobs"}
+                )
+            },
+            'cannot create RayJob {name}: it already exists in namespace cas (rayjobs.ray.io "x" already exists); '
+            "submit again for a fresh name",
             [("POST", "configmaps"), ("POST", "rayjobs"), ("DELETE", "configmaps")],
             id="409-conflict",
         ),
         pytest.param(
             {("POST", "rayjobs"): status_error(401, "Unauthorized", "Unauthorized")},
-            "cannot create RayJob {name}: the cluster rejected your credentials (Unauthorized); log in again (refresh your kubeconfig token)",
+            "cannot create RayJob {name}: the cluster rejected your credentials (Unauthorized); log in again (refresh "
+            "your kubeconfig token)",
             [("POST", "configmaps"), ("POST", "rayjobs"), ("DELETE", "configmaps")],
             id="401-unauthorized",
         ),
     ],
 )
 def test_submit_errors_are_one_clear_line(
-    fake: FakeKube, api: client.ApiClient, config_path: Path, monkeypatch: pytest.MonkeyPatch, failure: dict, expected: str, calls: list
+    fake: FakeKube,
+    api: client.ApiClient,
+    config_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: dict,
+    expected: str,
+    calls: list,
 ) -> None:
     monkeypatch.setattr(cluster, "job_name", lambda path: "quickstart-2501011200-ab12")
     fake.fail = failure
@@ -320,9 +417,21 @@ def test_submit_errors_are_one_clear_line(
     assert fake.calls() == calls
 
 
-def test_missing_shared_cluster_fails_before_anything_is_created(fake: FakeKube, api: client.ApiClient, config_path: Path) -> None:
-    fake.fail = {("GET", "rayclusters"): status_error(404, "NotFound", 'rayclusters.ray.io "cas-shared" not found', {"name": "cas-shared", "kind": "rayclusters"})}
-    with pytest.raises(ClusterError, match=r"^cannot find RayCluster cas-shared: RayCluster cas-shared not found in namespace cas; start it with `make cluster-up`"):
+def test_missing_shared_cluster_fails_before_anything_is_created(
+    fake: FakeKube, api: client.ApiClient, config_path: Path
+) -> None:
+    fake.fail = {
+        ("GET", "rayclusters"): status_error(
+            404, "NotFound", 'rayclusters.ray.io "cas-shared" not found', {"name": "cas-shared", "kind": "rayclusters"}
+        )
+    }
+    with pytest.raises(
+        ClusterError,
+        match=(
+            r"^cannot find RayCluster cas-shared: RayCluster cas-shared not found in namespace cas; start it with "
+            r"`make cluster-up`"
+        ),
+    ):
         submit(config_path, api, cluster="cas-shared")
     assert fake.calls() == [("GET", "rayclusters")]
 
@@ -334,7 +443,13 @@ def test_shared_cluster_check_notices_a_missing_crd(fake: FakeKube, api: client.
 
 
 def test_status_of_an_unknown_rayjob(api: client.ApiClient) -> None:
-    with pytest.raises(ClusterError, match=r"^cannot get RayJob nope: RayJob nope not found in namespace cas; list them with `kubectl get rayjobs -n cas`$"):
+    with pytest.raises(
+        ClusterError,
+        match=(
+            r"^cannot get RayJob nope: RayJob nope not found in namespace cas; list them with `kubectl get rayjobs -n "
+            r"cas`$"
+        ),
+    ):
         cluster.status("nope", namespace="cas", api_client=api)
 
 
@@ -359,12 +474,20 @@ def test_an_unreachable_api_server_is_one_line() -> None:
 def test_no_kubeconfig_and_not_in_a_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    with pytest.raises(ClusterError, match=r"^no Kubernetes credentials: .*set up kubectl access to the cluster first$"):
+    with pytest.raises(
+        ClusterError, match=r"^no Kubernetes credentials: .*set up kubectl access to the cluster first$"
+    ):
         cluster.status("x", namespace="cas")
 
 
 def test_a_bad_store_is_refused_before_any_request(fake: FakeKube, api: client.ApiClient, config_path: Path) -> None:
-    with pytest.raises(ClusterError, match=r"store 'store' is not reachable from the cluster: use an s3:// or gs:// URI, or a path under /mnt/cas-store"):
+    with pytest.raises(
+        ClusterError,
+        match=(
+            r"store 'store' is not reachable from the cluster: use an s3:// or gs:// URI, or a path under "
+            r"/mnt/cas-store"
+        ),
+    ):
         submit(config_path, api, store="store")
     assert fake.requests == []
 
@@ -432,13 +555,20 @@ def run_cli(argv: list[str]) -> int:
 
 
 def test_cli_submit_follows_through_the_kubeconfig(
-    kube: tuple[FakeKube, str], config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    kube: tuple[FakeKube, str],
+    config_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake, url = kube
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", url)))
     monkeypatch.setenv("CAS_STORE", "s3://cas-bucket/lab")
     assert run_cli(["submit", str(config_path), "--image", "reg.example/cas-harness:1"]) == 0
-    assert fake.requests[1].body["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["image"] == "reg.example/cas-harness:1"
+    assert (
+        fake.requests[1].body["spec"]["submitterPodTemplate"]["spec"]["containers"][0]["image"]
+        == "reg.example/cas-harness:1"
+    )
     assert capsys.readouterr().out.rstrip().endswith(f"results and report: {RUN_FOLDER}")
     name = fake.requests[1].body["metadata"]["name"]
     assert run_cli(["status", name, "-n", "cas"]) == 0
@@ -446,20 +576,33 @@ def test_cli_submit_follows_through_the_kubeconfig(
 
 
 def test_cli_failed_job_and_errors_set_the_exit_code(
-    kube: tuple[FakeKube, str], config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    kube: tuple[FakeKube, str],
+    config_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake, url = kube
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", url)))
     fake.states = [("Running", "RUNNING"), ("Failed", "FAILED")]
     assert run_cli(["submit", str(config_path), "--store", "gs://b/lab", "--cluster", "cas-shared"]) == 1
     assert run_cli(["submit", str(config_path), "--store", "./store"]) == 1
-    assert capsys.readouterr().err.splitlines()[-1].startswith("error: store './store' is not reachable from the cluster")
+    assert (
+        capsys.readouterr().err.splitlines()[-1].startswith("error: store './store' is not reachable from the cluster")
+    )
     assert run_cli(["logs", "nope", "--namespace", "cas"]) == 1
-    assert capsys.readouterr().err == "error: cannot get RayJob nope: RayJob nope not found in namespace cas; list them with `kubectl get rayjobs -n cas`\n"
+    assert capsys.readouterr().err == (
+        "error: cannot get RayJob nope: RayJob nope not found in namespace cas; "
+        "list them with `kubectl get rayjobs -n cas`\n"
+    )
 
 
 def test_cli_submit_no_follow_prints_how_to_follow(
-    kube: tuple[FakeKube, str], config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    kube: tuple[FakeKube, str],
+    config_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     fake, url = kube
     monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "kubeconfig", url)))

@@ -226,6 +226,22 @@ def test_weights_file_with_matching_checksum_loads(monkeypatch, tmp_path, random
     assert torch.equal(inc.fid_inception_v3(cache_dir=tmp_path).fc.weight, random_net.fc.weight)
 
 
+def test_download_into_cache_is_verified(monkeypatch, tmp_path, random_net, random_weights_file):
+    """The download path, fed from a file:// URL instead of the network."""
+    monkeypatch.delenv(inc.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(inc, "WEIGHTS_URL", random_weights_file.as_uri())
+    with pytest.raises(ValueError, match="has SHA-256"):
+        inc.fid_inception_v3(cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache" / inc.WEIGHTS_FILENAME).exists()
+    monkeypatch.setattr(inc, "WEIGHTS_SHA256", inc.sha256_of(random_weights_file))
+    net = inc.fid_inception_v3(cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache" / inc.WEIGHTS_FILENAME).is_file()
+    assert torch.equal(net.fc.weight, random_net.fc.weight)
+    monkeypatch.setattr(inc, "WEIGHTS_URL", (tmp_path / "missing.pth").as_uri())
+    with pytest.raises(OSError, match=r"on an offline machine set \$CAS_INCEPTION_WEIGHTS"):
+        inc.fid_inception_v3(cache_dir=tmp_path / "elsewhere")
+
+
 def test_malformed_weights_files_are_rejected(monkeypatch, tmp_path, random_net):
     def write_and_trust(name, payload):
         path = tmp_path / name

@@ -40,7 +40,14 @@ def load(rel: str) -> list[dict]:
 
 
 def rayjob(store: str = "s3://cas-bucket/store", shared: str | None = None) -> dict:
-    return build_rayjob(CONFIG, name="quickstart-2501011200-ab12", namespace="cas", image="reg.example/cas-harness:1", store=store, cluster=shared)
+    return build_rayjob(
+        CONFIG,
+        name="quickstart-2501011200-ab12",
+        namespace="cas",
+        image="reg.example/cas-harness:1",
+        store=store,
+        cluster=shared,
+    )
 
 
 def containers(obj: object) -> list[dict]:
@@ -106,7 +113,10 @@ def test_rayjob_runs_the_sweep_on_the_shipped_config() -> None:
     (submitter,) = pod["containers"]
     assert {"name": "CAS_STORE", "value": "s3://b/p"} in submitter["env"]
     assert submitter["volumeMounts"][0]["mountPath"] == "/etc/cas/config.yaml"
-    assert pod["volumes"][0]["configMap"]["name"] == build_configmap(CONFIG, name=job["metadata"]["name"], namespace="cas")["metadata"]["name"]
+    assert (
+        pod["volumes"][0]["configMap"]["name"]
+        == build_configmap(CONFIG, name=job["metadata"]["name"], namespace="cas")["metadata"]["name"]
+    )
     assert job["metadata"]["labels"]["cas-harness/sweep"] == "quickstart"
     assert job["metadata"]["annotations"]["cas-harness/store"] == "s3://b/p"
 
@@ -133,7 +143,9 @@ def test_configmap_carries_the_config_verbatim() -> None:
 
 def test_rayjob_template_is_what_build_rayjob_makes() -> None:
     (template,) = load("k8s/rayjob.yaml")
-    assert template == build_rayjob("", name="cas-sweep", namespace="cas", image=cluster.DEFAULT_IMAGE, store="s3://cas-bucket/store", cluster=None)
+    assert template == build_rayjob(
+        "", name="cas-sweep", namespace="cas", image=cluster.DEFAULT_IMAGE, store="s3://cas-bucket/store", cluster=None
+    )
 
 
 def test_shared_cluster_has_the_groups_of_an_own_cluster() -> None:
@@ -144,7 +156,9 @@ def test_shared_cluster_has_the_groups_of_an_own_cluster() -> None:
 
 def test_pvc_overlay_mounts_like_an_own_cluster_on_the_pvc() -> None:
     (shared,) = k8s_validate.kustomize(REPO / "k8s" / "overlays" / "pvc-store")
-    own = build_rayjob(CONFIG, name="x", namespace="cas", image=cluster.DEFAULT_IMAGE, store="/mnt/cas-store/lab", cluster=None)
+    own = build_rayjob(
+        CONFIG, name="x", namespace="cas", image=cluster.DEFAULT_IMAGE, store="/mnt/cas-store/lab", cluster=None
+    )
     assert shared["spec"] == own["spec"]["rayClusterSpec"]
 
 
@@ -171,10 +185,14 @@ def test_shared_cluster_idles_at_a_head_that_runs_no_work() -> None:
     assert gpu_pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert gpu_pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in gpu_pod["tolerations"]
-    assert "nvidia.com/gpu" not in str(spec["headGroupSpec"]) and "nodeSelector" not in groups["cpu"]["template"]["spec"]
+    assert (
+        "nvidia.com/gpu" not in str(spec["headGroupSpec"]) and "nodeSelector" not in groups["cpu"]["template"]["spec"]
+    )
 
 
-@pytest.mark.parametrize("obj", [load("ray_cluster.yaml")[0], rayjob(), rayjob(shared="cas-shared")], ids=["ray_cluster", "own", "shared"])
+@pytest.mark.parametrize(
+    "obj", [load("ray_cluster.yaml")[0], rayjob(), rayjob(shared="cas-shared")], ids=["ray_cluster", "own", "shared"]
+)
 def test_every_container_has_requests_and_limits(obj: dict) -> None:
     found = containers(obj)
     assert found
@@ -197,7 +215,12 @@ def test_ray_image_ray_version_and_package_versions_agree() -> None:
 def test_rbac_is_least_privilege() -> None:
     objs = {o["kind"]: o for o in load("k8s/rbac.yaml")}
     assert set(objs) == {"ServiceAccount", "Role", "RoleBinding"}
-    rules = {(group, res): set(r["verbs"]) for r in objs["Role"]["rules"] for group in r["apiGroups"] for res in r["resources"]}
+    rules = {
+        (group, res): set(r["verbs"])
+        for r in objs["Role"]["rules"]
+        for group in r["apiGroups"]
+        for res in r["resources"]
+    }
     assert rules == {
         ("ray.io", "rayjobs"): {"create", "get", "list", "watch", "delete"},
         ("ray.io", "rayclusters"): {"get"},
@@ -240,7 +263,11 @@ SHARED_JOB = build_rayjob("", name="cas-sweep", namespace="cas", image="img:1", 
 @pytest.mark.parametrize(
     ("obj", "expected"),
     [
-        pytest.param(_edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.minReplica", 1), "spec.workerGroupSpecs[0].minReplica: unknown field", id="typo"),
+        pytest.param(
+            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.minReplica", 1),
+            "spec.workerGroupSpecs[0].minReplica: unknown field",
+            id="typo",
+        ),
         pytest.param(_edit(RAY_CLUSTER, "metadata.labes", {}), "metadata.labes: unknown field", id="typo-in-metadata"),
         pytest.param(
             _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.template.metadata", {"generateName": "x"}),
@@ -264,11 +291,14 @@ SHARED_JOB = build_rayjob("", name="cas-sweep", namespace="cas", image="img:1", 
         ),
         pytest.param(
             _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.template.spec.containers.0.resources.limits.cpu", "six"),
-            "spec.workerGroupSpecs[0].template.spec.containers[0].resources.limits.cpu: 'six' is not a Kubernetes quantity",
+            "spec.workerGroupSpecs[0].template.spec.containers[0].resources.limits.cpu: 'six' is not a Kubernetes "
+            "quantity",
             id="bad-quantity",
         ),
         pytest.param(
-            _edit(_edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.minReplicas", 5), "spec.workerGroupSpecs.1.maxReplicas", 2),
+            _edit(
+                _edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.minReplicas", 5), "spec.workerGroupSpecs.1.maxReplicas", 2
+            ),
             "spec.workerGroupSpecs[1].minReplicas: 5 is greater than maxReplicas 2",
             id="min-above-max",
         ),
@@ -307,7 +337,11 @@ SHARED_JOB = build_rayjob("", name="cas-sweep", namespace="cas", image="img:1", 
             "metadata.name: '" + "j" * 48 + "' is 48 characters; KubeRay allows at most 47 for a RayJob",
             id="rayjob-name-length",
         ),
-        pytest.param(_edit(OWN_JOB, "metadata.name", "9sweep"), "metadata.name: '9sweep' must be a DNS-1035 label", id="rayjob-name-dns1035"),
+        pytest.param(
+            _edit(OWN_JOB, "metadata.name", "9sweep"),
+            "metadata.name: '9sweep' must be a DNS-1035 label",
+            id="rayjob-name-dns1035",
+        ),
         pytest.param(
             _edit(OWN_JOB, "spec.clusterSelector", {"ray.io/cluster": "cas-shared"}),
             "spec: set exactly one of clusterSelector (join a running RayCluster) and rayClusterSpec (an own cluster)",
@@ -333,7 +367,11 @@ SHARED_JOB = build_rayjob("", name="cas-sweep", namespace="cas", image="img:1", 
             "spec.submitterPodTemplate.spec.containers[0].imagePullPolicy: 1 is not of type",
             id="submitter-template-core-schema",
         ),
-        pytest.param(_edit(OWN_JOB, "spec.runtimeEnvYAML", "[working_dir"), "spec.runtimeEnvYAML: not valid YAML", id="runtime-env-yaml"),
+        pytest.param(
+            _edit(OWN_JOB, "spec.runtimeEnvYAML", "[working_dir"),
+            "spec.runtimeEnvYAML: not valid YAML",
+            id="runtime-env-yaml",
+        ),
         pytest.param(_edit(load("k8s/rbac.yaml")[1], "rule", []), "rule: unknown field", id="core-typo"),
         pytest.param(
             _edit(load("k8s/storage.yaml")[1], "spec.accessModes", "ReadWriteMany"),
@@ -353,7 +391,12 @@ def test_broken_manifests_are_rejected_naming_the_field(obj: dict, expected: str
 
 
 def test_required_fields_with_defaults_may_be_left_out() -> None:
-    lean = _edit(_edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.minReplicas", None, delete=True), "spec.workerGroupSpecs.1.maxReplicas", None, delete=True)
+    lean = _edit(
+        _edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.minReplicas", None, delete=True),
+        "spec.workerGroupSpecs.1.maxReplicas",
+        None,
+        delete=True,
+    )
     lean = _edit(lean, "spec.workerGroupSpecs.1.replicas", None, delete=True)
     assert errors(lean) == []
 
@@ -364,11 +407,23 @@ def test_strict_schema_keeps_open_what_kubernetes_keeps_open() -> None:
             "type": "object",
             "required": ["size", "count"],
             "properties": {
-                "size": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": True, "pattern": "^[0-9]+Gi$"},
+                "size": {
+                    "anyOf": [{"type": "integer"}, {"type": "string"}],
+                    "x-kubernetes-int-or-string": True,
+                    "pattern": "^[0-9]+Gi$",
+                },
                 "count": {"type": "integer", "default": 1},
-                "free": {"type": "object", "properties": {"a": {"type": "string"}}, "x-kubernetes-preserve-unknown-fields": True},
+                "free": {
+                    "type": "object",
+                    "properties": {"a": {"type": "string"}},
+                    "x-kubernetes-preserve-unknown-fields": True,
+                },
                 "when": {"type": "string", "nullable": True},
-                "object": {"type": "object", "x-kubernetes-embedded-resource": True, "properties": {"spec": {"type": "object"}}},
+                "object": {
+                    "type": "object",
+                    "x-kubernetes-embedded-resource": True,
+                    "properties": {"spec": {"type": "object"}},
+                },
             },
         }
     )

@@ -1,11 +1,11 @@
-"""The sweep on a three-node local Ray cluster (``ray.cluster_utils.Cluster``): a head with
-one CPU, a node with two CPUs and two units of a custom resource ``fake_gpu`` that stands
-for GPUs, and a node with one CPU. Samplers and trials that ask for ``fake_gpu`` run on that
-node only; the reduced quickstart, with its store in a local S3 server that every node
-reaches, gives the results of the same sweep on one node; a local-folder store is refused
-on the cluster unless ``CAS_SHARED_FILESYSTEM=1`` says every node mounts it.
+"""The sweep on a three-node local Ray cluster (``ray.cluster_utils.Cluster``) shaped like
+the Kubernetes one: a head that offers no CPU, a node with two CPUs and two units of a
+custom resource ``fake_gpu`` that stands for GPUs, and a node with one CPU. Nothing runs on
+the head; samplers and trials that ask for ``fake_gpu`` run on that node only; the reduced
+quickstart, with its store in a local S3 server that every node reaches, gives the results
+of the same sweep on one node; a local-folder store is refused on the cluster unless
+``CAS_SHARED_FILESYSTEM=1`` says every node mounts it.
 """
-
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -15,8 +15,19 @@ from typing import Any
 import pytest
 import ray
 
+from harness.config import ConfigError, DatasetConfig, GeneratorConfig, SamplerConfig
+from harness.data import materialize
+from harness.sample import _num_actors, plan_sample_set, run_sampling
+from harness.shards import ShardSet
 from harness.store import Store
-from harness.sweep import SHARED_FILESYSTEM_ENV, check_store_reach, run_sweep
+from harness.sweep import (
+    DRIVER_CPUS,
+    SHARED_FILESYSTEM_ENV,
+    check_store_reach,
+    max_concurrent_trials,
+    run_sweep,
+    trial_resources,
+)
 from tests.sweep_support import BUCKET, comparable, local_s3, reduced_config, shard_checksums
 
 pytestmark = pytest.mark.slow  # a three-node cluster takes 15-20 s to start, and it follows a one-node sweep
@@ -44,7 +55,7 @@ def three_nodes(one_node_run: Any) -> Iterator[dict[str, str]]:
     from ray.cluster_utils import Cluster
 
     with local_s3():
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
         try:
             nodes = {"head": cluster.head_node.node_id,
                      "gpu": cluster.add_node(num_cpus=2, resources={"fake_gpu": 2}).node_id,
@@ -57,20 +68,20 @@ def three_nodes(one_node_run: Any) -> Iterator[dict[str, str]]:
             cluster.shutdown()
 
 
-def actor_nodes(class_name: str) -> list[str]:
-    """The node of every actor of ``class_name`` this cluster has run, finished ones included.
+def actors() -> dict[str, tuple[str, str]]:
+    """Every actor this cluster has run, finished ones included: id → (class, node id).
 
     Read from the GCS actor table: ``ray.util.state`` needs the dashboard, which
     ``ray[train,tune]`` does not install.
     """
-    return [a["Address"]["NodeID"] for a in ray._private.state.actors().values()
-            if a["ActorClassName"] == class_name]
+    return {actor_id: (a["ActorClassName"], a["Address"]["NodeID"])
+            for actor_id, a in ray._private.state.actors().items()}
 
 
 def test_local_store_on_a_cluster_needs_a_shared_filesystem(three_nodes: dict[str, str], tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SHARED_FILESYSTEM_ENV, raising=False)
-    with pytest.raises(RuntimeError, match=r"is a local folder, but the Ray cluster has 3 nodes .* "
+    with pytest.raises(ConfigError, match=r"is a local folder, but the Ray cluster has 3 nodes .* "
                                            rf"set {SHARED_FILESYSTEM_ENV}=1"):
         check_store_reach(Store(str(tmp_path)))
     check_store_reach(Store(f"s3://{BUCKET}/cas"))
@@ -85,12 +96,55 @@ def test_reduced_quickstart_on_three_nodes_matches_one_node(one_node_run: tuple[
     config = config.model_copy(update={
         "sampler": config.sampler.model_copy(update={"resources": {"fake_gpu": 1}}),
         "classifier": config.classifier.model_copy(update={"resources_per_worker": {"fake_gpu": 1}})})
+    before = actors()
     _, records = run_sweep(config)
+    new = [placed for actor_id, placed in actors().items() if actor_id not in before]
 
     assert [r["status"] for r in records] == ["ok"] * 3
     assert comparable(records) == comparable(reference)
     assert shard_checksums(Store(config.store), records) == shard_checksums(reference_store, reference)
 
-    samplers, trials = actor_nodes("Sampler"), actor_nodes("ImplicitFunc")
+    samplers = [node for cls, node in new if cls == "Sampler"]
+    trials = [node for cls, node in new if cls == "ImplicitFunc"]  # Tune's actor for a function trainable
     assert len(samplers) == 2 and set(samplers) == {three_nodes["gpu"]}
     assert len(trials) == 3 and set(trials) == {three_nodes["gpu"]}
+    assert three_nodes["head"] not in {node for _, node in new}
+
+
+def test_actor_and_trial_counts_follow_the_cluster(three_nodes: dict[str, str], tmp_path: Path) -> None:
+    assert _num_actors(SamplerConfig(), 10) == 3
+    assert _num_actors(SamplerConfig(resources={"fake_gpu": 1}), 10) == 2
+    assert _num_actors(SamplerConfig(num_gpus=1), 10) == 10  # no GPU yet: one per shard, for an autoscaler
+    assert _num_actors(SamplerConfig(num_gpus=1, num_actors=3), 10) == 3
+
+    config = reduced_config(tmp_path, f"s3://{BUCKET}/counts")
+
+    def trials(**classifier: Any) -> int | None:
+        return max_concurrent_trials(config.model_copy(
+            update={"classifier": config.classifier.model_copy(update=classifier)}))
+
+    assert trials() is None  # Tune holds each trial's resources and queues the rest
+    assert trials(num_workers=1, resources_per_worker={"fake_gpu": 1}) == 2
+    assert trials(num_workers=2, resources_per_worker={"fake_gpu": 1}) == 1
+    assert trials(num_workers=2) == 1
+    assert trials(num_workers=1, use_gpu=True) == 1  # none fits yet: one, whose workers wait for nodes
+
+    assert trial_resources(config.classifier) == {"cpu": 1, "gpu": 0}
+    assert trial_resources(config.classifier.model_copy(update={"num_workers": 2})) == {"cpu": DRIVER_CPUS}
+
+
+def test_sampling_uses_only_the_actors_that_start(three_nodes: dict[str, str], tmp_path: Path) -> None:
+    """Three samplers that each need one of the two ``fake_gpu``: the third never starts, and
+    the two that do make every shard."""
+    store = Store(str(tmp_path))
+    real = materialize(DatasetConfig(kind="digits"), store, shard_size=200)
+    generator = GeneratorConfig(name="stripes", kind="tests.plugin_generator:StripeGenerator")
+    sample_set = plan_sample_set(generator, None, 0, real)
+    before = actors()
+    outcome = run_sampling([sample_set], real, store, SamplerConfig(num_actors=3, resources={"fake_gpu": 1},
+                                                                     shard_size=200))
+    assert outcome.failed == {} and outcome.done == [sample_set]
+    shards = ShardSet(store, sample_set.folder)
+    assert shards.is_complete() and len(shards.manifest()["shards"]) == 8
+    assert shards.manifest()["counts"] == list(real.train_counts)
+    assert sorted(cls for actor_id, (cls, _) in actors().items() if actor_id not in before) == ["Sampler"] * 3

@@ -12,7 +12,7 @@ import pytest
 import ray
 
 from harness.store import Store
-from harness.sweep import run_sweep
+from harness.sweep import run_sweep, trial_resources
 from tests.sweep_support import BUCKET, comparable, local_s3, reduced_config, shard_checksums
 
 
@@ -52,3 +52,10 @@ def test_sweep_on_s3_matches_the_sweep_on_a_local_folder(ray_on_s3: str, tmp_pat
     assert len(trials) == 3 and all(store.exists("trials", t, "result.json") for t in trials)
     assert store.list("generators") and store.list("samples") == sorted(
         r["sample_set"].split("/")[1] for r in remote if r["sample_set"])
+
+
+def test_data_parallel_trials_leave_every_cpu_to_their_workers(ray_on_s3: str, tmp_path: Path) -> None:
+    """On a head that offers CPUs (one machine), a data-parallel trial holds none: two workers
+    of one CPU each must fit on this two-CPU Ray beside the trial that drives them."""
+    classifier = reduced_config(tmp_path, str(tmp_path)).classifier.model_copy(update={"num_workers": 2})
+    assert trial_resources(classifier) == {"cpu": 0}

@@ -26,7 +26,7 @@ from harness.classify.augment import random_crop_flip
 from harness.classify.evaluate import accuracy_summary, confusion_and_top5
 from harness.classify.models import build_model
 from harness.classify.recipes import Recipe, learning_rate
-from harness.progress import format_seconds
+from harness.progress import format_seconds, status
 from harness.shards import ShardSet
 from harness.store import Store
 
@@ -154,8 +154,8 @@ def train_loop(task: TrainTask) -> dict[str, Any] | None:
         if rank == 0 and (now - last_print > 15 or epoch == recipe.epochs - 1):
             last_print = now
             left = (now - started) / (epoch + 1) * (recipe.epochs - epoch - 1)
-            print(f"[train {task.label}] epoch {epoch + 1}/{recipe.epochs} · loss {total_loss.item() / steps:.3f}"
-                  f" · {(epoch + 1) / (now - started):.2f} epochs/s · ETA {format_seconds(left)}", flush=True)
+            status(f"[train {task.label}] epoch {epoch + 1}/{recipe.epochs} · loss {total_loss.item() / steps:.3f}"
+                  f" · {(epoch + 1) / (now - started):.2f} epochs/s · ETA {format_seconds(left)}")
     train_seconds = time.monotonic() - started
 
     vx, vy = _load_val(store, task.val_folder, rank, world)

@@ -277,10 +277,22 @@ def _verify_sha256(path: Path) -> None:
 
 def _download(cache_dir: Path) -> Path:
     path = cache_dir / WEIGHTS_FILENAME
-    if not path.is_file():
-        cache_dir.mkdir(parents=True, exist_ok=True)
+    if path.is_file():
+        _verify_sha256(path)
+        return path
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    try:
         torch.hub.download_url_to_file(WEIGHTS_URL, str(path), progress=True)
-    _verify_sha256(path)
+    except OSError as e:
+        raise OSError(
+            f"could not download the Inception weights from {WEIGHTS_URL} to {path} ({e}); "
+            f"on an offline machine set ${WEIGHTS_ENV} to a local copy of {WEIGHTS_FILENAME}"
+        ) from e
+    try:
+        _verify_sha256(path)
+    except ValueError:
+        path.unlink()
+        raise
     return path
 
 

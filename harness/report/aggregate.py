@@ -6,11 +6,10 @@ import csv
 import io
 import math
 import statistics
-import sys
 from typing import Any
 
 from harness.data import RealData
-from harness.progress import format_seconds
+from harness.progress import format_seconds, status
 from harness.report.render import render_html, render_markdown
 from harness.store import Store
 
@@ -19,9 +18,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
 
 
+METRICS = ("is_mean", "fid", "kid_mean", "precision", "recall")
+
+
 def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dict[str, Any]]:
-    """One row per (generator, τ, mode, ratio), averaged over seeds, with its worst classes
-    and the per-class gap to the real-data classifier."""
+    """One row per (generator, τ, mode, ratio), averaged over seeds, with its worst classes,
+    the per-class gap to the real-data classifier, and the sample set's IS/FID/KID/P/R."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["generator"], r["mode"], r["truncation"], r["augmentation_ratio"]), []).append(r)
@@ -33,6 +35,10 @@ def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dic
         row: dict[str, Any] = {"generator": generator, "mode": mode, "truncation": tau, "augmentation_ratio": ratio,
                                "seeds": len(rs), "failed": len(rs) - len(ok),
                                "errors": sorted({r["error"] for r in rs if r["status"] != "ok"})}
+        for metric in METRICS:
+            values = [r[metric] for r in rs if r.get(metric) is not None]
+            if values:
+                row[metric] = statistics.fmean(values)
         if ok:
             row["top1"], row["top1_std"] = _mean_std([r["top1"] for r in ok])
             row["top5"], row["top5_std"] = _mean_std([r["top5"] for r in ok])
@@ -45,6 +51,28 @@ def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dic
                                         for a, b in zip(per_class, real_per_class, strict=True)]
         rows.append(row)
     return rows
+
+
+def correlations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Pearson correlation of CAS Top-1 with IS and with FID over each generator's truncation
+    sweep (the paper: BigGAN-deep, corr(Top-1, FID) = 0.16, corr(Top-1, IS) = -0.86)."""
+    out = []
+    for generator in dict.fromkeys(r["generator"] for r in rows):
+        sweep = [r for r in rows if r["generator"] == generator and r["mode"] == "cas"
+                 and r["truncation"] is not None and "top1" in r and "fid" in r and "is_mean" in r]
+        if len(sweep) >= 3:
+            top1 = [r["top1"] for r in sweep]
+            out.append({"generator": generator, "points": len(sweep),
+                        "top1_vs_is": _pearson(top1, [r["is_mean"] for r in sweep]),
+                        "top1_vs_fid": _pearson(top1, [r["fid"] for r in sweep])})
+    return out
+
+
+def _pearson(a: list[float], b: list[float]) -> float | None:
+    try:
+        return statistics.correlation(a, b)
+    except statistics.StatisticsError:  # a constant series has no correlation
+        return None
 
 
 def _mean_per_class(records: list[dict[str, Any]]) -> list[float | None]:
@@ -77,7 +105,8 @@ def _cell(value: Any) -> Any:
 
 def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     """The terminal table: generator, τ, Top-1, Top-5, worst three classes."""
-    head = f"{'generator':<16} {'τ':>5} {'train on':<10} {'Top-1':>13} {'Top-5':>13}  worst classes (accuracy)"
+    head = (f"{'generator':<16} {'τ':>5} {'train on':<10} {'Top-1':>13} {'Top-5':>13} {'FID':>8} {'IS':>7}"
+            f"  worst classes (accuracy)")
     lines = [head, "-" * len(head)]
     for row in rows:
         tau = "-" if row["truncation"] is None else f"{row['truncation']:g}"
@@ -89,7 +118,10 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
         top1 = f"{row['top1']:.4f}" + (f"±{row['top1_std']:.3f}" if pm else "")
         top5 = f"{row['top5']:.4f}" + (f"±{row['top5_std']:.3f}" if pm else "")
         worst = ", ".join(f"{name} {acc:.2f}" for name, acc in row["worst_classes"])
-        lines.append(f"{row['generator']:<16} {tau:>5} {mode:<10} {top1:>13} {top5:>13}  {worst}")
+        fid = f"{row['fid']:.2f}" if "fid" in row else "-"
+        inception = f"{row['is_mean']:.2f}" if "is_mean" in row else "-"
+        lines.append(f"{row['generator']:<16} {tau:>5} {mode:<10} {top1:>13} {top5:>13} {fid:>8} {inception:>7}"
+                     f"  {worst}")
     return lines
 
 
@@ -98,13 +130,16 @@ def write_report(store: Store, run_folder: str, records: list[dict[str, Any]], r
     """Write the run's results and report into the store; print the table."""
     class_names = list(real.class_names)
     rows = summarize(records, class_names)
+    extractors = sorted({r["feature_extractor"] for r in records if r.get("feature_extractor")})
     info = {"run": store.path(run_folder), "dataset": real.key, "class_names": class_names,
+            "feature_extractor": ", ".join(extractors) or None,
             "n_train": real.n_train, "elapsed_seconds": round(elapsed, 1)}
     store.write_json(records, run_folder, "results.json")
     store.write_json(info, run_folder, "run.json")
     store.write_text(results_csv(records, class_names), run_folder, "results.csv")
-    store.write_text(render_markdown(rows, info), run_folder, "report.md")
-    store.write_text(render_html(rows, info), run_folder, "report.html")
+    corr = correlations(rows)
+    store.write_text(render_markdown(rows, corr, info), run_folder, "report.md")
+    store.write_text(render_html(rows, corr, info), run_folder, "report.html")
     print("\n".join(["", *table_lines(rows), ""]), flush=True)
-    print(f"sweep finished in {format_seconds(elapsed)}; results, report and config in:", file=sys.stderr, flush=True)
+    status(f"sweep finished in {format_seconds(elapsed)}; results, report and config in:")
     return rows

@@ -29,6 +29,26 @@ def _acc(row: dict[str, Any], key: str) -> str:
     return _pct(row[key]) + spread
 
 
+METRIC_COLUMNS = (("IS", "is_mean", "{:.2f}"), ("FID", "fid", "{:.2f}"), ("KID×10³", "kid_mean", "{:.2f}"),
+                  ("precision", "precision", "{:.3f}"), ("recall", "recall", "{:.3f}"))
+
+
+def _metrics(row: dict[str, Any]) -> list[str]:
+    return [fmt.format(row[key] * (1000 if key == "kid_mean" else 1)) if key in row else "–"
+            for _, key, fmt in METRIC_COLUMNS]
+
+
+def _corr(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f}"
+
+
+def _metrics_note(info: dict[str, Any]) -> str:
+    if not info.get("feature_extractor"):
+        return ""
+    return (f" IS, FID, KID and precision/recall (k = 3) use `{info['feature_extractor']}` features; the "
+            f"real row's are held-out real data against the real train split.")
+
+
 def _worst(row: dict[str, Any]) -> str:
     return ", ".join(f"{n} ({_pct(a)})" for n, a in row.get("worst_classes", [])) or "; ".join(row["errors"])
 
@@ -47,15 +67,24 @@ def _gap_classes(rows: list[dict[str, Any]], class_names: list[str]) -> list[int
     return sorted(sorted(worst, key=worst.get, reverse=True)[:MAX_CLASS_COLUMNS])
 
 
-def render_markdown(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+def render_markdown(rows: list[dict[str, Any]], corr: list[dict[str, Any]], info: dict[str, Any]) -> str:
     names = info["class_names"]
+    metric_names = [name for name, _, _ in METRIC_COLUMNS]
     out = [f"# CAS report: {info['run']}", "",
            f"Dataset `{info['dataset']}`: {len(names)} classes, {info['n_train']} real training images. "
-           f"Accuracies in % on the real validation split, mean ± std over seeds.", "",
-           "| generator | τ | trained on | Top-1 | Top-5 | worst classes |", "|---|---|---|---|---|---|"]
+           f"Accuracies in % on the real validation split, mean ± std over seeds.{_metrics_note(info)}", "",
+           "| generator | τ | trained on | Top-1 | Top-5 | " + " | ".join(metric_names) + " | worst classes |",
+           "|---" * (6 + len(metric_names)) + "|"]
     for r in rows:
-        out.append(f"| {r['generator']} | {_tau(r)} | {_mode(r)} | {_acc(r, 'top1')} | {_acc(r, 'top5')} "
-                   f"| {_worst(r)} |")
+        out.append(f"| {r['generator']} | {_tau(r)} | {_mode(r)} | {_acc(r, 'top1')} | {_acc(r, 'top5')} | "
+                   + " | ".join(_metrics(r)) + f" | {_worst(r)} |")
+    if corr:
+        out += ["", "## CAS against IS and FID", "",
+                "Pearson correlation over each generator's truncation sweep (the paper, BigGAN-deep: "
+                "corr(Top-1, FID) = 0.16, corr(Top-1, IS) = −0.86).", "",
+                "| generator | points | corr(Top-1, IS) | corr(Top-1, FID) |", "|---|---|---|---|"]
+        out += [f"| {c['generator']} | {c['points']} | {_corr(c['top1_vs_is'])} | {_corr(c['top1_vs_fid'])} |"
+                for c in corr]
     gaps = [r for r in rows if r.get("per_class_gap") and r["mode"] == "cas"]
     if gaps:
         out += ["", "## Classes each generator fails on", "",
@@ -75,19 +104,27 @@ def _colour(value: float | None) -> str:
     return f"rgb({red},{green},80)"
 
 
-def render_html(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+def render_html(rows: list[dict[str, Any]], corr: list[dict[str, Any]], info: dict[str, Any]) -> str:
     names = info["class_names"]
     shown = _gap_classes(rows, names)
     esc = html.escape
     summary = "".join(
         f"<tr><td>{esc(r['generator'])}</td><td>{_tau(r)}</td><td>{esc(_mode(r))}</td>"
         f"<td>{_acc(r, 'top1')}</td><td>{_acc(r, 'top5')}</td>"
+        + "".join(f"<td>{m}</td>" for m in _metrics(r)) +
         f"<td>{esc(_worst(r))}</td></tr>"
         for r in rows)
     heat_rows = "".join(
         f"<tr><th>{esc(r['generator'])} {_tau(r)} {esc(_mode(r))}</th>"
         + "".join(_heat_cell(names[i], r["per_class_accuracy"][i]) for i in shown) + "</tr>"
         for r in rows if r.get("per_class_accuracy"))
+    corr_rows = "".join(f"<tr><td>{esc(c['generator'])}</td><td>{c['points']}</td><td>{_corr(c['top1_vs_is'])}</td>"
+                        f"<td>{_corr(c['top1_vs_fid'])}</td></tr>" for c in corr)
+    corr_table = ("<h2>CAS against IS and FID</h2><p>Pearson correlation over each generator's truncation sweep "
+                  "(the paper, BigGAN-deep: corr(Top-1, FID) = 0.16, corr(Top-1, IS) = −0.86).</p>"
+                  "<table><tr><th>generator</th><th>points</th><th>corr(Top-1, IS)</th><th>corr(Top-1, FID)</th></tr>"
+                  f"{corr_rows}</table>") if corr else ""
+    metric_heads = "".join(f"<th>{name}</th>" for name, _, _ in METRIC_COLUMNS)
     caption = ("all classes" if len(shown) == len(names)
                else f"the {len(shown)} classes with the largest gap to real data")
     return f"""<!doctype html>
@@ -96,9 +133,11 @@ def render_html(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;font-size:13px}}th{{text-align:left}}</style></head>
 <body><h1>Classification Accuracy Score</h1>
 <p>Run <code>{esc(info['run'])}</code>; dataset <code>{esc(info['dataset'])}</code>, {len(names)} classes,
-{info['n_train']} real training images. Accuracies in % on the real validation split.</p>
-<table><tr><th>generator</th><th>τ</th><th>trained on</th><th>Top-1</th><th>Top-5</th><th>worst classes</th></tr>
+{info['n_train']} real training images. Accuracies in % on the real validation split.{esc(_metrics_note(info))}</p>
+<table><tr><th>generator</th><th>τ</th><th>trained on</th><th>Top-1</th><th>Top-5</th>{metric_heads}
+<th>worst classes</th></tr>
 {summary}</table>
+{corr_table}
 <h2>Per-class accuracy ({caption})</h2>
 <table><tr><th></th>{''.join(f'<th>{esc(names[i])}</th>' for i in shown)}</tr>{heat_rows}</table>
 </body></html>
