@@ -97,12 +97,11 @@ def resolve_store(uri: str) -> Store:
 
 def connect(address: str | None) -> None:
     """Join ``address`` (or ``RAY_ADDRESS``), or start a local Ray with this machine's CPUs/GPUs."""
-    if ray.is_initialized():
-        return
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter honours verbose=0: stdout stays ours
-    ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
-             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+    if not ray.is_initialized():
+        ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+                 log_to_driver=True, configure_logging=True, logging_level="WARNING")
 
 
 def check_store_reach(store: Store) -> None:

@@ -96,7 +96,7 @@ def test_biggan_deep_from_a_folder_with_random_weights(tmp_path: Path) -> None:
 
     _tiny_biggan_folder(tmp_path / "small", 8)
     small = GeneratorConfig(name="small", kind="biggan-deep", params={"model": str(tmp_path / "small")})
-    with pytest.raises(GeneratorError, match="'small': makes 10 classes at 8×8, but the dataset has 10 classes at 16×16"):
+    with pytest.raises(GeneratorError, match="'small': makes 10 classes at 8×8, but the dataset has 10 classes at 16"):
         build_generator(small, real, store)
 
 

@@ -46,6 +46,11 @@ def test_reduced_quickstart_end_to_end_and_resume(ray_local, tmp_path: Path, cap
         assert {"generator", "truncation", "seed", "top1", "top5", "per_class_accuracy", "n_train", "recipe"} <= set(r)
         assert 0 <= r["top1"] <= r["top5"] <= 1 and len(r["per_class_accuracy"]) == 10 and r["recipe"] == "digits-small"
     assert ok[("real", "real", None)]["top1"] > 0.9
+    for r in ok.values():  # domain features for 8×8 digits: the real-data classifier's penultimate layer
+        assert r["feature_extractor"].startswith("domain-resnet-tiny-") and "x / 127.5 - 1" in r["preprocessing"]
+        assert r["fid"] >= 0 and r["is_mean"] >= 1 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+    # NAS cells share their sample set's metrics with the CAS cell.
+    assert ok[("cvae", "nas", 0.2)]["fid"] == ok[("cvae", "cas", 0.2)]["fid"]
     assert ok[("cvae", "cas", 1.0)]["n_train"] == 1437
     counts = (142, 146, 142, 146, 145, 145, 145, 143, 139, 144)  # the digits train split's histogram
     assert ok[("cvae", "nas", 1.0)]["n_train"] == 1437 + sum(round(0.5 * c) for c in counts)  # real + 0.5·|real|
@@ -58,13 +63,16 @@ def test_reduced_quickstart_end_to_end_and_resume(ray_local, tmp_path: Path, cap
     assert float(rows[0]["top1"]) == pytest.approx(records[0]["top1"])
     for name in ("report.md", "report.html", "config.yaml", "run.json"):
         assert (run / name).stat().st_size > 0
-    assert "| cvae | 0.2 | CAS (samples only) |" in (run / "report.md").read_text()
-    assert "τ" in out  # the CAS table
+    report = (run / "report.md").read_text()
+    assert "| cvae | 0.2 | CAS (samples only) |" in report and "domain-resnet-tiny-" in report
+    assert "τ" in out and "FID" in out  # the CAS table is the only thing on stdout besides the run folder
+    assert "[train" not in out and "Configuration for experiment" not in out
 
     # A second run finds every sample set and every trained cell in the store.
     code = main(["sweep", str(config), "--store", str(store)])
     out, err = capsys.readouterr()
-    assert "2 complete in the store, 0 to make" in err.replace("3 sample sets", "")
-    assert "5 already trained in the store, 0 to train" in err
+    assert "[sample] 3 sample sets: 2 complete in the store, 1 to make" in err  # the broken one is retried
+    assert "[train] 5 cells: 5 already trained in the store, 0 to train" in err
+    assert "[features] 4 sets" in err and "4 cached in the store, 0 to extract" in err
     again = json.loads((Path(out.strip().splitlines()[-1]) / "results.json").read_text())
     assert [r.get("top1") for r in again] == [r.get("top1") for r in records]
