@@ -54,22 +54,33 @@ def _at_rounding_level(eigvals: np.ndarray) -> np.ndarray:
     return eigvals <= largest * eigvals.size * np.finfo(np.float64).eps
 
 
+def _factor(sigma: np.ndarray) -> np.ndarray:
+    """A with sigma = A Aᵀ: Cholesky when sigma is positive definite, else from eigh."""
+    try:
+        return np.linalg.cholesky(sigma)
+    except np.linalg.LinAlgError:
+        w, v = np.linalg.eigh(sigma)
+        keep = ~_at_rounding_level(w)
+        return v[:, keep] * np.sqrt(w[keep])
+
+
 def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     """Fréchet distance ‖μ1 − μ2‖² + tr Σ1 + tr Σ2 − 2 tr √(Σ1 Σ2) between two Gaussians.
 
     Everything is float64 and no general matrix square root is taken (unlike
     pytorch-fid's ``scipy.linalg.sqrtm``: several times slower at d = 2048, see
-    bench/bench_fid.py, and unreliable for singular products). With the
-    symmetric eigendecomposition Σ1 = V diag(w) Vᵀ and A = V diag(√w), the
-    matrix √Σ1 Σ2 √Σ1 equals V (Aᵀ Σ2 A) Vᵀ and has the non-zero eigenvalues of
-    Σ1 Σ2, so tr √(Σ1 Σ2) is the sum of the square roots of the eigenvalues of
-    the symmetric PSD matrix Aᵀ Σ2 A (one matrix product fewer than forming
-    √Σ1). Eigenvalues of Σ1 and of Aᵀ Σ2 A at
-    rounding level (≤ n·ε·max, including small negative ones) are treated as
-    exact zeros (Σ1's directions are dropped), so singular covariances (fewer
-    samples than dimensions) give the exact result instead of square roots of
-    rounding noise. For identical inputs the result is 0 up to rounding
-    (≈1e-12·tr Σ; it may be that small and negative).
+    bench/bench_fid.py, and unreliable for singular products). For any factor A
+    with Σ1 = A Aᵀ, the symmetric PSD matrix Aᵀ Σ2 A has the non-zero eigenvalues
+    of Σ1 Σ2, so tr √(Σ1 Σ2) is the sum of the square roots of its eigenvalues
+    (one symmetric eigendecomposition). A is the Cholesky factor of Σ1 when Σ1
+    is positive definite (the usual case with more samples than dimensions,
+    and the fast path); otherwise A = V diag(√w) from the eigendecomposition
+    Σ1 = V diag(w) Vᵀ, with eigenvalues at rounding level (≤ n·ε·max, small
+    negative ones included) dropped. Eigenvalues of Aᵀ Σ2 A at rounding level
+    are treated as exact zeros too, so singular covariances (fewer samples
+    than dimensions) give the exact result instead of square roots of rounding
+    noise. For identical inputs the result is 0 up to rounding (≈1e-12·tr Σ;
+    it may be that small and negative).
     """
     mu1, sigma1 = _check_gaussian(mu1, sigma1, "1")
     mu2, sigma2 = _check_gaussian(mu2, sigma2, "2")
@@ -77,9 +88,7 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
         raise ValueError(f"dimensions differ: mu1 has {mu1.size} entries, mu2 has {mu2.size}")
     sigma1 = (sigma1 + sigma1.T) / 2
     sigma2 = (sigma2 + sigma2.T) / 2
-    w, v = np.linalg.eigh(sigma1)
-    keep = ~_at_rounding_level(w)
-    a = v[:, keep] * np.sqrt(w[keep])
+    a = _factor(sigma1)
     inner = a.T @ (sigma2 @ a)
     eigvals = np.linalg.eigvalsh((inner + inner.T) / 2)
     trace_sqrt = np.sqrt(np.where(_at_rounding_level(eigvals), 0.0, eigvals)).sum()
