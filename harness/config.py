@@ -53,6 +53,16 @@ class GeneratorConfig(_Strict):
                 raise ValueError(f"truncations must be > 0 (dims of z outside [-2τ, 2τ] are resampled); got {bad}")
         return value
 
+    @model_validator(mode="after")
+    def _known_kind(self) -> GeneratorConfig:
+        from harness.generators import GeneratorError, check_kind
+
+        try:
+            check_kind(self)
+        except GeneratorError as err:
+            raise ValueError(str(err)) from None
+        return self
+
 
 def _custom_resources(value: dict[str, float], own_fields: str) -> dict[str, float]:
     """Custom Ray resources only: CPUs, GPUs and memory have fields of their own."""
@@ -201,7 +211,7 @@ def parse_config(data: Any, source: str) -> SweepConfig:
         lines = []
         for e in err.errors():
             field = _field_path(e["loc"], data) or "(top level)"
-            given = "" if e["type"] == "missing" else f" (given: {e['input']!r})"
+            given = "" if e["type"] == "missing" or not e["loc"] else f" (given: {e['input']!r})"
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = "unknown field"

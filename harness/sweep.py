@@ -24,7 +24,6 @@ from harness.classify.recipes import Recipe, resolve_recipe
 from harness.classify.train import TrainSource, TrainTask, recipe_record, train_classifier
 from harness.config import ClassifierConfig, ConfigError, SweepConfig
 from harness.data import RealData, materialize
-from harness.generators import check_kind
 from harness.metrics.sets import ExtractorSpec, compute_set_features, sample_metrics
 from harness.progress import Progress, status
 from harness.sample import SampleSet, cluster_fits, plan_sample_set, run_sampling
@@ -72,7 +71,6 @@ def plan_cells(config: SweepConfig, real: RealData) -> list[Cell]:
     cells = []
     for seed in config.seeds:
         for g in config.generators:
-            check_kind(g)
             if g.kind == "real":
                 cells.append(Cell(g.name, g.kind, "real", None, None, seed, None))
                 continue
@@ -231,8 +229,6 @@ def run_sweep(config: SweepConfig, address: str | None = None,
     if config_text is not None:
         store.write_text(config_text, run_folder, "config.yaml")
     recipe = resolve_recipe(config.classifier.recipe, config.classifier.overrides)
-    for g in config.generators:
-        check_kind(g)
     real = materialize(config.dataset, store, config.sampler.shard_size)
     cells = plan_cells(config, real)
     sets = list({c.sample_set.key: c.sample_set for c in cells if c.sample_set}.values())

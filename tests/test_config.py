@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.classify.recipes import RECIPES, resolve_recipe
-from harness.config import ConfigError, load_config
+from harness.config import ConfigError, GeneratorConfig, load_config
 from harness.generators import GeneratorError, check_kind
 from tests.conftest import write_config
 
@@ -82,12 +82,15 @@ def test_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_generator_kind_errors(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: stylegan9")))
-    with pytest.raises(GeneratorError, match=r"generator 'g': unknown kind 'stylegan9'.*package\.module:attr"):
-        check_kind(config.generators[1])
-    config = load_config(write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: npz")))
+    path = write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: stylegan9"))
+    with pytest.raises(ConfigError, match=r"(?s)c.yaml: .*generators\[1\] \(g\): generator 'g': unknown kind "
+                                          r"'stylegan9'.*package\.module:attr"):
+        load_config(path)
+    path = write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: npz"))
+    with pytest.raises(ConfigError, match="'g': kind 'npz' has no latent z"):
+        load_config(path)
     with pytest.raises(GeneratorError, match="'g': kind 'npz' has no latent z"):
-        check_kind(config.generators[1])
+        check_kind(GeneratorConfig.model_construct(name="g", kind="npz", params={}, truncations=[1.0]))
 
 
 def test_recipe_overrides() -> None:

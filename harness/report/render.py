@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 MAX_CLASS_COLUMNS = 40
@@ -124,6 +125,7 @@ def render_html(rows: list[dict[str, Any]], corr: list[dict[str, Any]], info: di
                   "(the paper, BigGAN-deep: corr(Top-1, FID) = 0.16, corr(Top-1, IS) = −0.86).</p>"
                   "<table><tr><th>generator</th><th>points</th><th>corr(Top-1, IS)</th><th>corr(Top-1, FID)</th></tr>"
                   f"{corr_rows}</table>") if corr else ""
+    note = re.sub(r"`([^`]*)`", r"<code>\1</code>", esc(_metrics_note(info)))
     metric_heads = "".join(f"<th>{name}</th>" for name, _, _ in METRIC_COLUMNS)
     caption = ("all classes" if len(shown) == len(names)
                else f"the {len(shown)} classes with the largest gap to real data")
@@ -133,7 +135,7 @@ def render_html(rows: list[dict[str, Any]], corr: list[dict[str, Any]], info: di
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;font-size:13px}}th{{text-align:left}}</style></head>
 <body><h1>Classification Accuracy Score</h1>
 <p>Run <code>{esc(info['run'])}</code>; dataset <code>{esc(info['dataset'])}</code>, {len(names)} classes,
-{info['n_train']} real training images. Accuracies in % on the real validation split.{esc(_metrics_note(info))}</p>
+{info['n_train']} real training images. Accuracies in % on the real validation split.{note}</p>
 <table><tr><th>generator</th><th>τ</th><th>trained on</th><th>Top-1</th><th>Top-5</th>{metric_heads}
 <th>worst classes</th></tr>
 {summary}</table>
