@@ -79,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = resolve_recipe(config.classifier.recipe, config.classifier.overrides)
     result = run_trials([cell], real, store, config, f"runs/{config.name}-train", recipe)[0]
     summary = {k: v for k, v in result.items() if k != "confusion"}
-    print(json.dumps({"cell": cell.label, **summary}, indent=2))
+    print(json.dumps({"cell": cell.label, **summary}, indent=2, ensure_ascii=False))
     return 1 if "error" in result else 0
 
 

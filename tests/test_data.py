@@ -65,3 +65,29 @@ def test_npz_dataset_errors(tmp_path: Path) -> None:
         read_splits(DatasetConfig(kind="npz", params={"train": "x"}))
     with pytest.raises(ConfigError, match=r"dataset.params: unknown \['root'\] for kind 'digits'"):
         read_splits(DatasetConfig(kind="digits", params={"root": "x"}))
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """An MNIST-format (IDX) file: magic, big-endian dimensions, then the uint8 data."""
+    code = 0x0800 + array.ndim
+    header = code.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def test_mnist_reader_on_files_the_test_writes(tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    train_x, test_x = rng.integers(0, 256, (50, 28, 28)), rng.integers(0, 256, (20, 28, 28))
+    train_y, test_y = np.arange(50) % 10, np.arange(20) % 10
+    for name, array in (("train-images-idx3-ubyte", train_x), ("train-labels-idx1-ubyte", train_y),
+                        ("t10k-images-idx3-ubyte", test_x), ("t10k-labels-idx1-ubyte", test_y)):
+        _write_idx(raw / name, array)
+    splits = read_splits(DatasetConfig(kind="mnist", params={"root": str(tmp_path), "download": False}))
+    assert splits.image_shape == (1, 28, 28) and len(splits.class_names) == 10
+    assert np.array_equal(splits.train.load(np.arange(50))[:, 0], train_x)
+    assert np.array_equal(splits.val.labels, test_y)  # without val_fraction: the official test split
+    carved = read_splits(DatasetConfig(kind="mnist", val_fraction=0.2,
+                                       params={"root": str(tmp_path), "download": False}))
+    assert len(carved.train.labels) == 40 and len(carved.val.labels) == 10
+    assert np.bincount(carved.val.labels).tolist() == [1] * 10
