@@ -109,10 +109,7 @@ class ShardSet:
         arrays = decode_arrays(data)
         return arrays["images"], arrays["labels"]
 
-    def read(self, shard_indices: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """All shards (or the listed ones) concatenated."""
-        entries = self.manifest()["shards"]
-        if shard_indices is not None:
-            entries = [entries[i] for i in shard_indices]
-        parts = [self.read_shard(e) for e in entries]
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """All shards concatenated."""
+        parts = [self.read_shard(e) for e in self.manifest()["shards"]]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -88,11 +88,6 @@ class Store:
             return []
         return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
 
-    def remove(self, *parts: str) -> None:
-        path = self._fs_path(*parts)
-        if self.fs.exists(path):
-            self.fs.rm(path, recursive=True)
-
 
 def encode_arrays(**arrays: np.ndarray) -> bytes:
     """Arrays as uncompressed ``.npz`` bytes (uint8 images compress poorly and load slower)."""

@@ -58,8 +58,8 @@ def test_biggan_truncation_lands_exactly_on_the_models_grid() -> None:
     assert model_truncation(None) == 1.0
 
 
-def _tiny_biggan_folder(folder: Path, output_dim: int) -> None:
-    """A BigGAN-deep checkpoint folder as the package publishes them, with random weights."""
+def _tiny_biggan(output_dim: int) -> torch.nn.Module:
+    """A small BigGAN-deep of the package's own architecture, with random weights."""
     from pytorch_pretrained_biggan import BigGAN, BigGANConfig
 
     upsample = {8: [True, False], 16: [True, True]}[output_dim]
@@ -69,8 +69,14 @@ def _tiny_biggan_folder(folder: Path, output_dim: int) -> None:
     model = BigGAN(config)
     model.generator.bn.weight.data.fill_(1.0)  # the package leaves these two uninitialised
     model.generator.bn.bias.data.zero_()
+    return model
+
+
+def _tiny_biggan_folder(folder: Path, output_dim: int) -> None:
+    """A BigGAN-deep checkpoint folder as the package publishes them, with random weights."""
+    model = _tiny_biggan(output_dim)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(config.__dict__))
+    (folder / "config.json").write_text(json.dumps(model.config.__dict__))
     torch.save(model.state_dict(), folder / "pytorch_model.bin")
 
 
@@ -100,15 +106,10 @@ def test_biggan_deep_from_a_folder_with_random_weights(tmp_path: Path) -> None:
         build_generator(small, real, store)
 
 
-def test_biggan_deep_samples(tmp_path: Path) -> None:
-    from pytorch_pretrained_biggan import BigGAN, BigGANConfig
-
+def test_biggan_deep_samples() -> None:
     from harness.generators.biggan import BigGANDeep
 
-    config = BigGANConfig(output_dim=16, z_dim=8, class_embed_dim=8, channel_width=4, num_classes=10,
-                          layers=[(True, 16, 8), (True, 8, 4), (False, 4, 2), (False, 2, 1)],
-                          attention_layer_position=1)
-    gen = BigGANDeep(BigGAN(config), torch.device("cpu"))
+    gen = BigGANDeep(_tiny_biggan(16), torch.device("cpu"))
     labels = torch.tensor([0, 3, 9, 9])
     for tau in (0.2, 1.0, 1.5):  # τ > 1 reaches the model as 1.0, z is still drawn within ±2τ
         images = gen.sample(labels, tau, torch.Generator().manual_seed(0))

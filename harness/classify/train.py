@@ -98,16 +98,6 @@ def _partition(store: Store, sources: list[TrainSource], num_classes: int, seed:
     return x[rank::world], y[rank::world], len(y) // world
 
 
-def _load_val(store: Store, folder: str, rank: int, world: int) -> tuple[np.ndarray, np.ndarray]:
-    shards = ShardSet(store, folder)
-    entries = shards.manifest()["shards"]
-    if len(entries) >= world:
-        parts = [shards.read_shard(e) for e in entries[rank::world]]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    x, y = shards.read()
-    return x[rank::world], y[rank::world]
-
-
 def train_loop(task: TrainTask) -> dict[str, Any] | None:
     """The per-worker train loop; rank 0 returns the evaluation on the real validation split."""
     import torch.distributed as dist
@@ -158,7 +148,7 @@ def train_loop(task: TrainTask) -> dict[str, Any] | None:
                   f" · {(epoch + 1) / (now - started):.2f} epochs/s · ETA {format_seconds(left)}")
     train_seconds = time.monotonic() - started
 
-    vx, vy = _load_val(store, task.val_folder, rank, world)
+    vx, vy, _ = _partition(store, [TrainSource(task.val_folder)], task.num_classes, task.seed, rank, world)
     confusion, top5 = confusion_and_top5(model, torch.from_numpy(vx), torch.from_numpy(vy), task.num_classes,
                                          recipe.eval_batch_size, device)
     n_train = torch.tensor(len(labels), device=device)
