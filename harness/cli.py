@@ -30,14 +30,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Only the sampling stage: every sample set of the grid (or of one generator) into the store."""
-    from harness.data import materialize
     from harness.sample import run_sampling
-    from harness.sweep import connect, plan_cells, resolve_store
+    from harness.sweep import plan_cells, prepare
 
     config = _load(args)
-    store = resolve_store(config.store)
-    connect(args.address)
-    real = materialize(config.dataset, store, config.sampler.shard_size)
+    store, real = prepare(config, args.address)
     cells = [c for c in plan_cells(config, real) if c.sample_set and args.generator in (None, c.generator)]
     if args.generator and not cells:
         raise ConfigError(f"{args.config}: no generator named {args.generator!r} with samples to draw")
@@ -54,14 +51,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     import json
 
     from harness.classify.recipes import resolve_recipe
-    from harness.data import materialize
     from harness.sample import run_sampling
-    from harness.sweep import connect, plan_cells, resolve_store, run_trials
+    from harness.sweep import plan_cells, prepare, run_trials
 
     config = _load(args)
-    store = resolve_store(config.store)
-    connect(args.address)
-    real = materialize(config.dataset, store, config.sampler.shard_size)
+    store, real = prepare(config, args.address)
     ratio = args.ratio or None
     cells = [c for c in plan_cells(config, real)
              if c.generator == args.generator and c.seed == args.seed and c.augmentation_ratio == ratio

@@ -216,20 +216,25 @@ def max_concurrent_trials(config: SweepConfig) -> int | None:
     return max(1, cluster_fits({name: amount * cls.num_workers for name, amount in worker.items()}))
 
 
+def prepare(config: SweepConfig, address: str | None) -> tuple[Store, RealData]:
+    """What every stage starts from: the store (checked to reach every node), Ray, the real data."""
+    store = resolve_store(config.store)
+    connect(address)
+    check_store_reach(store)
+    return store, materialize(config.dataset, store, config.sampler.shard_size)
+
+
 def run_sweep(config: SweepConfig, address: str | None = None,
               config_text: str | None = None) -> tuple[str, list[dict[str, Any]]]:
     """Run a whole sweep; returns the URI of the run folder holding results and report, and the records."""
     from harness.report import write_report
 
     started = time.monotonic()
-    store = resolve_store(config.store)
-    connect(address)
-    check_store_reach(store)
+    store, real = prepare(config, address)
     run_folder = f"runs/{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if config_text is not None:
         store.write_text(config_text, run_folder, "config.yaml")
     recipe = resolve_recipe(config.classifier.recipe, config.classifier.overrides)
-    real = materialize(config.dataset, store, config.sampler.shard_size)
     cells = plan_cells(config, real)
     sets = list({c.sample_set.key: c.sample_set for c in cells if c.sample_set}.values())
     sampling = run_sampling(sets, real, store, config.sampler)
