@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness import cluster
+from harness import cluster, layout, plan
 from harness.config import ConfigError, SweepConfig, load_config
 from harness.generators import GeneratorError
 
@@ -20,7 +20,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from harness.sweep import run_sweep
 
     config = _load(args)
-    run, records = run_sweep(config, address=args.address, config_text=Path(args.config).read_text())
+    run, records = run_sweep(config, address=args.address, config_text=Path(args.config).read_text(),
+                             source=args.config)
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         print(f"{len(failed)} of {len(records)} cells failed; their errors are in results.json", file=sys.stderr)
@@ -31,14 +32,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     """Only the sampling stage: every sample set of the grid (or of one generator) into the store."""
     from harness.sample import run_sampling
-    from harness.sweep import plan_cells, prepare
+    from harness.sweep import prepare
 
     config = _load(args)
+    plan.check(config, args.config)
     store, real = prepare(config, args.address)
-    cells = [c for c in plan_cells(config, real) if c.sample_set and args.generator in (None, c.generator)]
+    cells = [c for c in plan.plan_cells(config, real) if c.sample_set and args.generator in (None, c.generator)]
     if args.generator and not cells:
         raise ConfigError(f"{args.config}: no generator named {args.generator!r} with samples to draw")
-    sets = list({c.sample_set.key: c.sample_set for c in cells}.values())
+    sets = plan.sample_sets(cells)
     outcome = run_sampling(sets, real, store, config.sampler)
     for s in sets:
         status = f"FAILED: {outcome.failed[s.key]}" if s.key in outcome.failed else "complete"
@@ -46,22 +48,37 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+def _knob_values(pairs: list[str], config_path: str) -> dict[str, float]:
+    knobs = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            knobs[name] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError(f"{config_path}: --knob expects NAME=NUMBER, got {pair!r}")
+    return knobs
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """One cell: sample if needed, train and test its classifier, print the result."""
     import json
 
-    from harness.classify.recipes import resolve_recipe
+    from harness.classify.grid import run_trials
     from harness.sample import run_sampling
-    from harness.sweep import plan_cells, prepare, run_trials
+    from harness.sweep import prepare
 
     config = _load(args)
+    recipe = plan.check(config, args.config)
+    knobs = _knob_values(args.knob, args.config)
     store, real = prepare(config, args.address)
     ratio = args.ratio or None
-    cells = [c for c in plan_cells(config, real)
+    cells = [c for c in plan.plan_cells(config, real)
              if c.generator == args.generator and c.seed == args.seed and c.augmentation_ratio == ratio
-             and (args.truncation is None or c.truncation == args.truncation)]
+             and all(c.knobs.get(name) == value for name, value in knobs.items())]
     if not cells:
-        raise ConfigError(f"{args.config}: no grid cell for generator {args.generator!r}, τ={args.truncation}, "
+        raise ConfigError(f"{args.config}: no grid cell for generator {args.generator!r}, knobs {knobs or '-'}, "
                           f"seed {args.seed}, ratio {args.ratio}; see the config's generators, seeds and "
                           f"augmentation_ratios")
     cell = cells[0]
@@ -70,8 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if outcome.failed:
             print(f"sampling failed: {outcome.failed[cell.sample_set.key]}", file=sys.stderr)
             return 1
-    recipe = resolve_recipe(config.classifier.recipe, config.classifier.overrides)
-    result = run_trials([cell], real, store, config, f"runs/{config.name}-train", recipe)[0]
+    result = run_trials([cell], real, store, config, layout.run(f"{config.name}-train"), recipe)[0]
     summary = {k: v for k, v in result.items() if k != "confusion"}
     print(json.dumps({"cell": cell.label, **summary}, indent=2, ensure_ascii=False))
     return 1 if "error" in result else 0
@@ -97,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and test the classifier of one grid cell")
     common(p)
     p.add_argument("--generator", required=True, help="generator name")
-    p.add_argument("--truncation", type=float, help="τ (default: the generator's first)")
+    p.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                   help="a knob value of the cell, e.g. truncation=0.5 (default: the generator's first setting)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ratio", type=float, default=0.0, help="NAS augmentation ratio (default: CAS)")
     p.set_defaults(func=cmd_train)

@@ -7,14 +7,16 @@ allowed.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-DATASET_KINDS = ("digits", "mnist", "fashion-mnist", "cifar10", "cifar100", "folder", "npz")
-RECIPES = ("digits-small", "paper-cifar", "paper-imagenet")
+from harness.registry import DATASETS, GENERATORS, RECIPES, Registry, resolve_params
+
+TRUNCATION_MODES = ("scaled", "resample")
 
 
 class ConfigError(ValueError):
@@ -25,43 +27,116 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DatasetConfig(_Strict):
-    """The real data: what CAS's samples replace and what every classifier is tested on."""
+def _registered(registry: Registry, name: str) -> str:
+    if name not in registry:
+        raise ValueError(f"expected one of {', '.join(registry.names())}")
+    return name
 
-    kind: Literal[DATASET_KINDS]  # type: ignore[valid-type]
+
+class DatasetConfig(_Strict):
+    """The real data: what CAS's samples replace and what every classifier is tested on.
+
+    ``params`` are the kind's (see ``harness.registry.DATASETS``); defaults are filled in.
+    """
+
+    kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
     split_seed: int = 0
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        return _registered(DATASETS, value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _params(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") in DATASETS and isinstance(data.get("params", {}), dict):
+            data = {**data, "params": resolve_params(DATASETS, data["kind"], data.get("params", {}))}
+        return data
+
 
 class GeneratorConfig(_Strict):
-    """One generator of the comparison: a built-in kind or ``package.module:attr``."""
+    """One generator of the comparison: a registered kind or ``package.module:attr``.
+
+    ``sweep`` maps each sampling knob the generator declares to the values to try; the grid
+    is their cartesian product. ``truncations`` is shorthand for ``sweep: {truncation: [...]}``.
+    ``truncation_mode`` picks how a truncated z is drawn (``scaled``: τ·TN(-2, 2), BigGAN's
+    own; ``resample``: N(0, 1) resampled outside [-2τ, 2τ]); left out, the kind's default.
+    Knobs of built-in kinds are checked here; a plugin's when the sweep is planned.
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     truncations: list[float] | None = None
+    sweep: dict[str, list[float]] = Field(default_factory=dict)
+    truncation_mode: Literal[TRUNCATION_MODES] | None = None  # type: ignore[valid-type]
 
-    @field_validator("truncations")
+    @field_validator("kind")
     @classmethod
-    def _positive(cls, value: list[float] | None) -> list[float] | None:
-        if value is not None:
-            if not value:
-                raise ValueError("must list at least one truncation, or be left out")
-            bad = [t for t in value if not t > 0]
-            if bad:
-                raise ValueError(f"truncations must be > 0 (dims of z outside [-2τ, 2τ] are resampled); got {bad}")
+    def _known_kind(cls, value: str) -> str:
+        if ":" in value:
+            return value
+        if value not in GENERATORS:
+            raise ValueError(f"expected one of {', '.join(GENERATORS.names())} or 'package.module:attr'")
         return value
 
-    @model_validator(mode="after")
-    def _known_kind(self) -> GeneratorConfig:
-        from harness.generators import GeneratorError, check_kind
+    @field_validator("sweep")
+    @classmethod
+    def _nonempty(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        empty = sorted(k for k, v in value.items() if not v)
+        if empty:
+            raise ValueError(f"knobs {empty} list no values; list at least one, or leave the knob out")
+        return value
 
-        try:
-            check_kind(self)
-        except GeneratorError as err:
-            raise ValueError(str(err)) from None
+    @model_validator(mode="before")
+    @classmethod
+    def _resolved(cls, data: Any) -> Any:
+        """Params with the kind's defaults, ``truncations`` folded into ``sweep``, the kind's truncation mode."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        truncations, sweep = data.get("truncations"), data.get("sweep", {})
+        if isinstance(truncations, list) and isinstance(sweep, dict):
+            if "truncation" in sweep:
+                raise ValueError("truncations is shorthand for sweep.truncation: give one of them, not both")
+            if not truncations:
+                raise ValueError("truncations must list at least one τ, or be left out")
+            data["sweep"], data["truncations"] = {**sweep, "truncation": truncations}, None
+        kind = data.get("kind")
+        if isinstance(kind, str) and kind in GENERATORS:
+            if isinstance(data.get("params", {}), dict):
+                data["params"] = resolve_params(GENERATORS, kind, data.get("params", {}))
+            if data.get("truncation_mode") is None and "truncation" in data.get("sweep", {}):
+                data["truncation_mode"] = GENERATORS.entry(kind).info.get("truncation_mode")
+        return data
+
+    @model_validator(mode="after")
+    def _declared_knobs(self) -> GeneratorConfig:
+        if ":" not in self.kind:
+            check_knobs(self.name, self.kind, self.sweep, GENERATORS.entry(self.kind).info["knobs"])
         return self
+
+    def knob_grid(self) -> list[dict[str, float]]:
+        """Every combination of the swept knob values, in config order ([{}] when nothing is swept)."""
+        names = list(self.sweep)
+        return [dict(zip(names, values, strict=True)) for values in itertools.product(*self.sweep.values())]
+
+
+def check_knobs(name: str, kind: str, sweep: dict[str, list[float]], knobs: tuple) -> None:
+    """Each swept knob is declared by the generator and every value lies in its range."""
+    declared = {k.name: k for k in knobs}
+    for knob, values in sweep.items():
+        if knob not in declared:
+            allowed = ", ".join(k.describe() for k in knobs) or "no knobs"
+            raise ValueError(f"generator {name!r} ({kind}) has no knob {knob!r}; it takes {allowed}")
+        for value in values:
+            problem = declared[knob].check(value)
+            if problem:
+                raise ValueError(f"generator {name!r} knob {knob}: {problem}; allowed: {declared[knob].describe()}")
+
 
 
 def _custom_resources(value: dict[str, float], own_fields: str) -> dict[str, float]:
@@ -86,12 +161,17 @@ class ClassifierConfig(_Strict):
     only on nodes that offer all of them.
     """
 
-    recipe: Literal[RECIPES]  # type: ignore[valid-type]
+    recipe: str
     overrides: dict[str, Any] = Field(default_factory=dict)
     num_workers: int = Field(default=0, ge=0)
     use_gpu: bool = False
     cpus_per_worker: float = Field(default=1, gt=0)
     resources_per_worker: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipe(cls, value: str) -> str:
+        return _registered(RECIPES, value)
 
     @field_validator("resources_per_worker")
     @classmethod
@@ -211,7 +291,8 @@ def parse_config(data: Any, source: str) -> SweepConfig:
         lines = []
         for e in err.errors():
             field = _field_path(e["loc"], data) or "(top level)"
-            given = "" if e["type"] == "missing" or not e["loc"] else f" (given: {e['input']!r})"
+            whole = isinstance(e["input"], dict)  # a check across fields: the message names the values
+            given = "" if e["type"] == "missing" or not e["loc"] or whole else f" (given: {e['input']!r})"
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = "unknown field"

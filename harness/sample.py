@@ -1,4 +1,4 @@
-"""Sampling: Ray actors turn (generator, truncation, seed) sample sets into shards.
+"""Sampling: Ray actors turn (generator, knob values, seed) sample sets into shards.
 
 A sample set holds one sample per real training image, of the same class, so the real
 train split's label histogram is kept. Its labels are fixed by its seed and split into
@@ -22,45 +22,11 @@ import torch
 from harness.config import GeneratorConfig, SamplerConfig
 from harness.data import RealData
 from harness.generators import GeneratorError, build_generator, check_samples
+from harness.plan import SampleSet, sample_labels
 from harness.progress import Progress, status
+from harness.ray_env import error_text, num_actors
 from harness.shards import ShardSet, class_counts
 from harness.store import Store, spec_key
-
-
-@dataclass(frozen=True)
-class SampleSet:
-    """One planned sample set and where it lives in the store."""
-
-    generator: GeneratorConfig
-    truncation: float | None
-    seed: int
-    spec: dict[str, Any]
-
-    @property
-    def key(self) -> str:
-        return spec_key(self.spec)
-
-    @property
-    def folder(self) -> str:
-        return f"samples/{self.key}"
-
-    @property
-    def label(self) -> str:
-        tau = "" if self.truncation is None else f" τ={self.truncation:g}"
-        return f"{self.generator.name}{tau} seed {self.seed}"
-
-
-def plan_sample_set(generator: GeneratorConfig, truncation: float | None, seed: int, real: RealData) -> SampleSet:
-    """The sample set for a grid cell; its key ignores the generator's name and τ list."""
-    spec = {"format": 1, "kind": generator.kind, "params": generator.params, "truncation": truncation,
-            "seed": seed, "dataset": real.key, "counts": list(real.train_counts)}
-    return SampleSet(generator, truncation, seed, spec)
-
-
-def sample_labels(counts: tuple[int, ...] | list[int], seed: int) -> np.ndarray:
-    """The set's labels: the real histogram, in an order fixed by ``seed``."""
-    labels = np.repeat(np.arange(len(counts)), counts)
-    return np.random.default_rng(seed).permutation(labels)
 
 
 def shard_seed(set_key: str, index: int) -> int:
@@ -76,7 +42,7 @@ class Sampler:
         self.loaded: tuple[str, Any] | None = None
 
     def _generator(self, cfg: GeneratorConfig) -> Any:
-        key = spec_key({"kind": cfg.kind, "params": cfg.params})
+        key = spec_key({"kind": cfg.kind, "params": cfg.params, "truncation_mode": cfg.truncation_mode})
         if self.loaded is None or self.loaded[0] != key:
             self.loaded = None
             self.loaded = (key, build_generator(cfg, self.real, self.store))
@@ -94,11 +60,13 @@ class Sampler:
         gen = self._generator(sample_set.generator)
         rng = torch.Generator().manual_seed(shard_seed(sample_set.key, index))
         y = torch.from_numpy(np.array(labels))
+        knobs = dict(sample_set.knobs)
+        truncation = knobs.pop("truncation", None)
         parts = []
         for start in range(0, len(y), batch_size):
             batch = y[start:start + batch_size]
             try:
-                images = gen.sample(batch, sample_set.truncation, rng)
+                images = gen.sample(batch, truncation, rng, **knobs)
             except GeneratorError as err:
                 raise GeneratorError(f"generator {sample_set.generator.name!r}: {err}") from err
             parts.append(check_samples(sample_set.generator.name, images, batch, self.real.image_shape).numpy())
@@ -114,24 +82,6 @@ class SamplingOutcome:
 
 def _actor_options(cfg: SamplerConfig) -> dict[str, Any]:
     return {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus, "resources": dict(cfg.resources)}
-
-
-def cluster_fits(needs: dict[str, float]) -> int:
-    """How many units of ``needs`` the cluster's nodes hold now, all counted together."""
-    total = ray.cluster_resources()
-    return min(int(total.get(name, 0) / amount + 1e-9) for name, amount in needs.items() if amount > 0)
-
-
-def _num_actors(cfg: SamplerConfig, n_tasks: int) -> int:
-    """The configured count, else as many as fit now, else (nothing fits yet) one per shard.
-
-    An autoscaling cluster at zero workers fits no actor; one actor per shard is then the
-    demand that makes it add nodes, up to its own maximum.
-    """
-    if cfg.num_actors:
-        return min(n_tasks, cfg.num_actors)
-    fits = cluster_fits({"CPU": cfg.num_cpus, "GPU": cfg.num_gpus, **cfg.resources})
-    return min(n_tasks, fits or n_tasks)
 
 
 def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig) -> SamplingOutcome:
@@ -170,9 +120,10 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
     getting one) hold nothing up. Each generator is first prepared (built, and for
     embedded kinds trained and cached) on one actor before its shards go to any actor.
     """
-    queue = sorted(todo, key=lambda t: (t[0].generator.name, t[0].truncation or 0, t[0].seed, t[1]))
+    queue = sorted(todo, key=lambda t: (t[0].generator.name, t[0].key, t[1]))
+    needs = {"CPU": cfg.num_cpus, "GPU": cfg.num_gpus, **cfg.resources}
     actors = [Sampler.options(**_actor_options(cfg)).remote(store.root, real)
-              for _ in range(_num_actors(cfg, len(queue)))]
+              for _ in range(num_actors(cfg.num_actors, needs, len(queue)))]
     calls: dict[ray.ObjectRef, tuple[str, Any, Any]] = {a.ready.remote(): ("start", a, None) for a in actors}
     unprepared = list({t[0].generator.name: t[0].generator for t in queue}.values())
     prepared: set[str] = set()
@@ -205,7 +156,7 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
         try:
             value = ray.get(ref)
         except Exception as err:  # noqa: BLE001 - reported per generator or sample set, the rest go on
-            text = _error_text(err)
+            text = error_text(err)
             if kind == "start" or isinstance(err, ray.exceptions.RayActorError):
                 lost = text
             else:
@@ -228,7 +179,3 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
     for actor in actors:
         ray.kill(actor)
 
-
-def _error_text(err: BaseException) -> str:
-    cause = getattr(err, "cause", None) or err
-    return f"{type(cause).__name__}: {cause}"

@@ -15,6 +15,7 @@ import io
 import json
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -36,6 +37,13 @@ class Store:
     """A root URI and the filesystem that serves it."""
 
     root: str
+
+    @classmethod
+    def open(cls, uri: str) -> Store:
+        """A store whose local paths are absolute, so every Ray worker finds the same folder."""
+        if "://" in uri:
+            return cls(uri)
+        return cls(str(Path(uri).expanduser().resolve()))
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:

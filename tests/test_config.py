@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.classify.recipes import RECIPES, resolve_recipe
-from harness.config import ConfigError, GeneratorConfig, load_config
-from harness.generators import GeneratorError, check_kind
+from harness import plan
+from harness.classify.recipes import resolve_recipe
+from harness.config import ConfigError, load_config
+from harness.registry import RECIPES
 from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +26,7 @@ classifier: {recipe: digits-small}
 @pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
 def test_shipped_configs_load(name: str) -> None:
     config = load_config(ROOT / "configs" / name)
-    resolve_recipe(config.classifier.recipe, config.classifier.overrides)
-    for g in config.generators:
-        check_kind(g)
+    plan.check(config, name)
 
 
 def test_quickstart_is_the_issue_grid() -> None:
@@ -36,7 +35,7 @@ def test_quickstart_is_the_issue_grid() -> None:
     kinds = {g.kind: g for g in config.generators}
     assert {"real", "cvae", "cgan"} <= set(kinds)
     for kind in ("cvae", "cgan"):
-        assert kinds[kind].truncations == [0.2, 0.5, 1.0, 1.5, 2.0]
+        assert kinds[kind].sweep == {"truncation": [0.2, 0.5, 1.0, 1.5, 2.0]}
 
 
 def test_store_override(tmp_path: Path) -> None:
@@ -48,13 +47,13 @@ def test_store_override(tmp_path: Path) -> None:
     (BASE + "colour: blue\n", ["colour: unknown field", "'blue'"]),
     (BASE.replace("{kind: digits}", "{kind: digits, val_fraction: 1.5}"),
      ["dataset.val_fraction", "less than 1", "1.5"]),
-    (BASE.replace("{kind: digits}", "{kind: imagenet-tfds}"), ["dataset.kind", "'digits'", "imagenet-tfds"]),
+    (BASE.replace("{kind: digits}", "{kind: imagenet-tfds}"), ["dataset.kind", "expected one of digits, mnist", "imagenet-tfds"]),
     (BASE.replace("truncations: [0.5, 1.0]", "truncations: [0, 1.0]"),
-     ["generators[1] (g).truncations", "must be > 0", "given: [0, 1.0]"]),
+     ["generators[1] (g): generator 'g' knob truncation: 0.0 lies outside [0.01, 10]"]),
     (BASE.replace("truncations: [0.5, 1.0]", "truncations: fast"), ["generators[1] (g).truncations", "'fast'"]),
     (BASE.replace("{recipe: digits-small}", "{recipe: digits-small, num_workers: -1}"),
      ["classifier.num_workers", "greater than or equal to 0", "-1"]),
-    (BASE.replace("{recipe: digits-small}", "{recipe: resnet}"), ["classifier.recipe", "paper-cifar"]),
+    (BASE.replace("{recipe: digits-small}", "{recipe: resnet}"), ["classifier.recipe", "expected one of digits-small, paper-cifar, paper-imagenet", "'resnet'"]),
     (BASE + "augmentation_ratios: [0.5, 2.0]\n", ["augmentation_ratios", "(0, 1]", "2.0"]),
     (BASE + "seeds: [1, 1]\n", ["seeds must be unique"]),
     (BASE.replace("{name: g,", "{name: real,"), ["generator names must be unique", "real"]),
@@ -83,14 +82,16 @@ def test_yaml_syntax_and_missing_file(tmp_path: Path) -> None:
 
 def test_generator_kind_errors(tmp_path: Path) -> None:
     path = write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: stylegan9"))
-    with pytest.raises(ConfigError, match=r"(?s)c.yaml: .*generators\[1\] \(g\): generator 'g': unknown kind "
-                                          r"'stylegan9'.*package\.module:attr"):
+    with pytest.raises(ConfigError, match=r"(?s)c.yaml: .*generators\[1\] \(g\)\.kind: expected one of real, "
+                                          r"npz.*cgan or 'package\.module:attr' \(given: 'stylegan9'\)"):
         load_config(path)
-    path = write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: npz"))
-    with pytest.raises(ConfigError, match="'g': kind 'npz' has no latent z"):
+    path = write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: npz, params: {path: x.npz}"))
+    with pytest.raises(ConfigError, match="generator 'g' \\(npz\\) has no knob 'truncation'; it takes no knobs"):
         load_config(path)
-    with pytest.raises(GeneratorError, match="'g': kind 'npz' has no latent z"):
-        check_kind(GeneratorConfig.model_construct(name="g", kind="npz", params={}, truncations=[1.0]))
+    path = write_config(tmp_path / "c.yaml", BASE.replace("kind: cvae", "kind: cvae, params: {step: 3}"))
+    with pytest.raises(ConfigError, match=r"generators\[1\] \(g\): unknown params \['step'\] for generator kind "
+                                          r"'cvae'; allowed: \['hidden', 'latent_dim', 'seed', 'steps'\]"):
+        load_config(path)
 
 
 def test_recipe_overrides() -> None:
@@ -107,7 +108,7 @@ def test_recipe_overrides() -> None:
 def test_paper_recipes_follow_the_paper() -> None:
     from harness.classify.recipes import learning_rate
 
-    imagenet, cifar = RECIPES["paper-imagenet"], RECIPES["paper-cifar"]
+    imagenet, cifar = RECIPES.load("paper-imagenet"), RECIPES.load("paper-cifar")
     assert (imagenet.model, imagenet.epochs, imagenet.warmup_epochs, imagenet.milestones) == \
         ("resnet50", 90, 5, (30, 60, 80))
     assert (cifar.model, cifar.epochs, cifar.batch_size, cifar.milestones) == ("resnet56", 182, 128, (91, 136))

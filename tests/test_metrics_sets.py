@@ -13,10 +13,9 @@ from harness.config import DatasetConfig
 from harness.data import materialize
 from harness.metrics import FeatureStats, inception_score
 from harness.metrics.features import extract
+from harness.metrics.extractors import ExtractorSpec, build_extractor
 from harness.metrics.sets import (
-    ExtractorSpec,
     SetFeatures,
-    build_extractor,
     compute_set_features,
     inception_score_from_partials,
     is_partials,

@@ -17,17 +17,19 @@ import ray
 
 from harness.config import ConfigError, DatasetConfig, GeneratorConfig, SamplerConfig
 from harness.data import materialize
-from harness.sample import _num_actors, plan_sample_set, run_sampling
-from harness.shards import ShardSet
-from harness.store import Store
-from harness.sweep import (
+from harness.plan import plan_sample_set
+from harness.ray_env import (
     DRIVER_CPUS,
     SHARED_FILESYSTEM_ENV,
     check_store_reach,
     max_concurrent_trials,
-    run_sweep,
+    num_actors,
     trial_resources,
 )
+from harness.sample import run_sampling
+from harness.shards import ShardSet
+from harness.store import Store
+from harness.sweep import run_sweep
 from tests.sweep_support import BUCKET, comparable, local_s3, reduced_config, shard_checksums
 
 pytestmark = pytest.mark.slow  # a three-node cluster takes 15-20 s to start, and it follows a one-node sweep
@@ -112,10 +114,10 @@ def test_reduced_quickstart_on_three_nodes_matches_one_node(one_node_run: tuple[
 
 
 def test_actor_and_trial_counts_follow_the_cluster(three_nodes: dict[str, str], tmp_path: Path) -> None:
-    assert _num_actors(SamplerConfig(), 10) == 3
-    assert _num_actors(SamplerConfig(resources={"fake_gpu": 1}), 10) == 2
-    assert _num_actors(SamplerConfig(num_gpus=1), 10) == 10  # no GPU yet: one per shard, for an autoscaler
-    assert _num_actors(SamplerConfig(num_gpus=1, num_actors=3), 10) == 3
+    assert num_actors(None, {"CPU": 1}, 10) == 3
+    assert num_actors(None, {"CPU": 1, "fake_gpu": 1}, 10) == 2
+    assert num_actors(None, {"CPU": 1, "GPU": 1}, 10) == 10  # no GPU yet: one per shard, for an autoscaler
+    assert num_actors(3, {"CPU": 1, "GPU": 1}, 10) == 3
 
     config = reduced_config(tmp_path, f"s3://{BUCKET}/counts")
 
@@ -139,7 +141,7 @@ def test_sampling_uses_only_the_actors_that_start(three_nodes: dict[str, str], t
     store = Store(str(tmp_path))
     real = materialize(DatasetConfig(kind="digits"), store, shard_size=200)
     generator = GeneratorConfig(name="stripes", kind="tests.plugin_generator:StripeGenerator")
-    sample_set = plan_sample_set(generator, None, 0, real)
+    sample_set = plan_sample_set(generator, (("truncation", None),), 0, real)
     before = actors()
     outcome = run_sampling([sample_set], real, store, SamplerConfig(num_actors=3, resources={"fake_gpu": 1},
                                                                      shard_size=200))

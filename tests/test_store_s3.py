@@ -12,7 +12,8 @@ import pytest
 import ray
 
 from harness.store import Store
-from harness.sweep import run_sweep, trial_resources
+from harness.ray_env import trial_resources
+from harness.sweep import run_sweep
 from tests.sweep_support import BUCKET, comparable, local_s3, reduced_config, shard_checksums
 
 

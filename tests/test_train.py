@@ -10,7 +10,8 @@ from harness.classify.augment import random_crop_flip
 from harness.classify.evaluate import accuracy_summary
 from harness.classify.models import build_model
 from harness.classify.recipes import resolve_recipe
-from harness.classify.train import TrainSource, TrainTask, _partition, train_classifier
+from harness.classify.train import TrainTask, _partition, train_classifier
+from harness.plan import TrainSource
 
 
 def test_augmentation_is_per_image() -> None:

@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.classify.preprocess import to_model_input
+
 
 @torch.no_grad()
 def confusion_and_top5(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
@@ -17,7 +19,7 @@ def confusion_and_top5(model: torch.nn.Module, images: torch.Tensor, labels: tor
     top5 = torch.zeros((), dtype=torch.long, device=device)
     k = min(5, num_classes)
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device, non_blocking=True).float() / 127.5 - 1
+        x = to_model_input(images[start:start + batch_size].to(device, non_blocking=True))
         y = labels[start:start + batch_size].to(device, non_blocking=True)
         logits = model(x)
         pred = logits.argmax(1)

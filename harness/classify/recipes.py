@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.config import ConfigError
+from harness.registry import MODELS, RECIPES
 
 
 @dataclass(frozen=True)
@@ -33,23 +34,21 @@ class Recipe:
     eval_batch_size: int = 1024
 
 
-RECIPES: dict[str, Recipe] = {
-    # Ravuri & Vinyals 2019, ImageNet: ResNet-50, 90 epochs, warm-up 5, ×0.1 at 30/60/80.
-    "paper-imagenet": Recipe(model="resnet50", epochs=90, batch_size=1024, lr=0.4, momentum=0.9,
-                             weight_decay=1e-4, warmup_epochs=5, milestones=(30, 60, 80), pad=16),
-    # CIFAR-10: ResNet-56, 182 epochs, batch 128, ×0.1 at 91 and 136 (He et al. 2016).
-    "paper-cifar": Recipe(model="resnet56", epochs=182, batch_size=128, lr=0.1, momentum=0.9,
-                          weight_decay=1e-4, warmup_epochs=0, milestones=(91, 136)),
-    # The embedded 8×8 digits: a 2-stage ResNet that trains in seconds on a CPU.
-    "digits-small": Recipe(model="resnet-tiny", epochs=30, batch_size=64, lr=0.05, momentum=0.9,
-                           weight_decay=5e-4, warmup_epochs=1, milestones=(20, 27), augment="crop", pad=1,
-                           eval_batch_size=512),
-}
+#: Ravuri & Vinyals 2019, ImageNet: ResNet-50, 90 epochs, warm-up 5, ×0.1 at 30/60/80.
+PAPER_IMAGENET = Recipe(model="resnet50", epochs=90, batch_size=1024, lr=0.4, momentum=0.9,
+                        weight_decay=1e-4, warmup_epochs=5, milestones=(30, 60, 80), pad=16)
+#: CIFAR-10: ResNet-56, 182 epochs, batch 128, ×0.1 at 91 and 136 (He et al. 2016).
+PAPER_CIFAR = Recipe(model="resnet56", epochs=182, batch_size=128, lr=0.1, momentum=0.9,
+                     weight_decay=1e-4, warmup_epochs=0, milestones=(91, 136))
+#: The embedded 8×8 digits: a 2-stage ResNet that trains in seconds on a CPU.
+DIGITS_SMALL = Recipe(model="resnet-tiny", epochs=30, batch_size=64, lr=0.05, momentum=0.9,
+                      weight_decay=5e-4, warmup_epochs=1, milestones=(20, 27), augment="crop", pad=1,
+                      eval_batch_size=512)
 
 
 def resolve_recipe(name: str, overrides: dict[str, Any]) -> Recipe:
-    """A named recipe with the config's overrides applied and checked."""
-    base = RECIPES[name]
+    """A registered recipe with the config's overrides applied and checked."""
+    base = RECIPES.load(name)
     fields = {f.name: f.type for f in dataclasses.fields(Recipe)}
     unknown = set(overrides) - set(fields)
     if unknown:
@@ -69,9 +68,17 @@ def resolve_recipe(name: str, overrides: dict[str, Any]) -> Recipe:
     recipe = Recipe(**values)
     if recipe.augment not in ("crop-flip", "crop", "none"):
         raise ConfigError(f"classifier.overrides.augment: expected crop-flip, crop or none, got {recipe.augment!r}")
+    if recipe.model not in MODELS:
+        raise ConfigError(f"classifier.overrides.model: expected one of {', '.join(MODELS.names())}, "
+                          f"got {recipe.model!r}")
     if recipe.epochs < 1 or recipe.batch_size < 1:
         raise ConfigError("classifier.overrides: epochs and batch_size must be ≥ 1")
     return recipe
+
+
+def recipe_record(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as it enters store keys and records."""
+    return dataclasses.asdict(recipe)
 
 
 def learning_rate(recipe: Recipe, epoch: float) -> float:

@@ -12,7 +12,6 @@ reads all and keeps a strided slice. Every worker runs the same number of steps 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import time
@@ -25,7 +24,9 @@ import torch
 from harness.classify.augment import random_crop_flip
 from harness.classify.evaluate import accuracy_summary, confusion_and_top5
 from harness.classify.models import build_model
+from harness.classify.preprocess import to_model_input
 from harness.classify.recipes import Recipe, learning_rate
+from harness.plan import TrainSource
 from harness.progress import format_seconds, status
 from harness.shards import ShardSet
 from harness.store import Store
@@ -33,14 +34,6 @@ from harness.store import Store
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 WORKER_START_TIMEOUT_S = 900
 CONTROLLER_FAILURE_LIMIT = 2
-
-
-@dataclass(frozen=True)
-class TrainSource:
-    """A shard set to train on; ``fraction`` < 1 keeps that share of every class (NAS)."""
-
-    folder: str
-    fraction: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -131,7 +124,7 @@ def train_loop(task: TrainTask) -> dict[str, Any] | None:
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(recipe, epoch + step / steps)
             idx = order[step * per_worker_batch:(step + 1) * per_worker_batch]
-            batch = images[idx].to(device, non_blocking=True).float() / 127.5 - 1
+            batch = to_model_input(images[idx].to(device, non_blocking=True))
             if recipe.augment != "none":
                 batch = random_crop_flip(batch, recipe.pad, recipe.augment == "crop-flip", order_gen)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -162,6 +155,7 @@ def train_loop(task: TrainTask) -> dict[str, Any] | None:
         torch.save(getattr(model, "module", model).state_dict(), buf)
         store.write_bytes(buf.getvalue(), task.save_model_to)
     return {**accuracy_summary(confusion.cpu().numpy(), int(top5)), "n_train": int(n_train),
+            "model": task.save_model_to,
             "steps_per_epoch": steps, "train_seconds": round(train_seconds, 2), "world_size": world}
 
 
@@ -196,6 +190,3 @@ def train_classifier(task: TrainTask, num_workers: int, cpus_per_worker: float, 
         raise result.error
     return result.return_value
 
-
-def recipe_record(recipe: Recipe) -> dict[str, Any]:
-    return dataclasses.asdict(recipe)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness import layout
 from harness.config import DatasetConfig
 from harness.data.readers import Split, dataset_spec, read_splits
 from harness.progress import Progress
 from harness.shards import ShardSet
-from harness.store import Store, spec_key
+from harness.store import Store
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,9 @@ def _write_split(split: Split, shards: ShardSet, spec: dict, num_classes: int,
 def materialize(cfg: DatasetConfig, store: Store, shard_size: int = 10_000) -> RealData:
     """The dataset's shard sets, written from its source unless already complete."""
     spec = dataset_spec(cfg)
-    key = spec_key(spec)
-    train = ShardSet(store, f"datasets/{key}/train")
-    val = ShardSet(store, f"datasets/{key}/val")
+    key = layout.content_key(spec)
+    train = ShardSet(store, layout.dataset_split(key, "train"))
+    val = ShardSet(store, layout.dataset_split(key, "val"))
     if not (train.is_complete() and val.is_complete()):
         splits = read_splits(cfg)
         num_classes = len(splits.class_names)

@@ -53,11 +53,10 @@ def _split_arrays(images: np.ndarray, labels: np.ndarray, cfg: DatasetConfig,
     return _in_memory(images[train_idx], labels[train_idx]), _in_memory(images[val_idx], labels[val_idx])
 
 
-def _digits(cfg: DatasetConfig) -> Splits:
+def read_digits(cfg: DatasetConfig) -> Splits:
     """scikit-learn's 1,797 8×8 digits (ships with scikit-learn: no download)."""
     from sklearn.datasets import load_digits
 
-    _no_params(cfg)
     digits = load_digits()
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     train, val = _split_arrays(images, digits.target.astype(np.int64), cfg, default_fraction=0.2)
@@ -67,7 +66,7 @@ def _digits(cfg: DatasetConfig) -> Splits:
 _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
-def _torchvision(cfg: DatasetConfig) -> Splits:
+def read_torchvision(cfg: DatasetConfig) -> Splits:
     """MNIST, Fashion-MNIST, CIFAR-10/100 via torchvision (downloaded once to ``root``).
 
     With ``val_fraction`` the validation split is carved, stratified, from the official
@@ -76,10 +75,9 @@ def _torchvision(cfg: DatasetConfig) -> Splits:
     """
     import torchvision.datasets as tvd
 
-    _only_params(cfg, {"root", "download"})
     cls = getattr(tvd, _TORCHVISION[cfg.kind])
-    root = Path(cfg.params.get("root", DEFAULT_ROOT)).expanduser()
-    download = bool(cfg.params.get("download", True))
+    root = Path(cfg.params["root"] or DEFAULT_ROOT).expanduser()
+    download = bool(cfg.params["download"])
 
     def arrays(train: bool) -> tuple[np.ndarray, np.ndarray]:
         ds = cls(root=str(root), train=train, download=download)
@@ -96,9 +94,8 @@ def _torchvision(cfg: DatasetConfig) -> Splits:
     return Splits(train, val, [str(c) for c in ds.classes], tuple(train_images.shape[1:]))
 
 
-def _npz(cfg: DatasetConfig) -> Splits:
+def read_npz(cfg: DatasetConfig) -> Splits:
     """``.npz`` files with arr_0 = uint8 N×H×W×C images and arr_1 = labels (ADM's format)."""
-    _only_params(cfg, {"train", "val"}, required={"train", "val"})
     train_images, train_labels = read_npz_batch(Path(cfg.params["train"]), "dataset.params.train")
     val_images, val_labels = read_npz_batch(Path(cfg.params["val"]), "dataset.params.val")
     if train_images.shape[1:] != val_images.shape[1:]:
@@ -129,16 +126,15 @@ def read_npz_batch(path: Path, field: str) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels.astype(np.int64)
 
 
-def _folder(cfg: DatasetConfig) -> Splits:
+def read_folder(cfg: DatasetConfig) -> Splits:
     """``root/train/<class>/*.png`` and ``root/val/<class>/*`` (ImageNet's folder layout).
 
     Images are center-cropped to a square and resized to ``image_size`` (required when
     sizes differ), RGB unless ``channels: 1``.
     """
-    _only_params(cfg, {"root", "image_size", "channels"}, required={"root"})
     root = Path(cfg.params["root"]).expanduser()
-    image_size = cfg.params.get("image_size")
-    channels = int(cfg.params.get("channels", 3))
+    image_size = cfg.params["image_size"]
+    channels = int(cfg.params["channels"])
     if channels not in (1, 3):
         raise ConfigError(f"dataset.params.channels: must be 1 or 3, got {channels}")
     train_dir, val_dir = root / "train", root / "val"
@@ -199,31 +195,13 @@ def _folder_split(root: Path, class_names: list[str], image_size: int | None,
     return Split(labels, load), first
 
 
-def _no_params(cfg: DatasetConfig) -> None:
-    _only_params(cfg, set())
-
-
-def _only_params(cfg: DatasetConfig, allowed: set[str], required: set[str] = frozenset()) -> None:
-    unknown = set(cfg.params) - allowed
-    if unknown:
-        raise ConfigError(f"dataset.params: unknown {sorted(unknown)} for kind {cfg.kind!r}; "
-                          f"allowed: {sorted(allowed) or 'none'}")
-    missing = set(required) - set(cfg.params)
-    if missing:
-        raise ConfigError(f"dataset.params: kind {cfg.kind!r} needs {sorted(missing)}")
-
-
-_READERS: dict[str, Callable[[DatasetConfig], Splits]] = {
-    "digits": _digits, "mnist": _torchvision, "fashion-mnist": _torchvision, "cifar10": _torchvision,
-    "cifar100": _torchvision, "npz": _npz, "folder": _folder,
-}
-
-
 def read_splits(cfg: DatasetConfig) -> Splits:
     """The train and validation splits of the configured dataset."""
-    return _READERS[cfg.kind](cfg)
+    from harness.registry import DATASETS
+
+    return DATASETS.load(cfg.kind)(cfg)
 
 
 def dataset_spec(cfg: DatasetConfig) -> dict[str, Any]:
     """What identifies a dataset's content in the store."""
-    return {"format": 1, **cfg.model_dump()}
+    return {"dataset": cfg.model_dump()}

@@ -1,19 +1,23 @@
-"""Class-conditional generators: the contract, the registry of built-in kinds, plugins.
+"""Class-conditional generators: the contract, building a configured one, checking its output.
 
-A config names a generator by a registered kind or by ``package.module:attr``, a class or
-factory called with the config's ``params``. Whatever it is, the harness checks what it
-returns and fails with the generator's name when the contract is broken.
+A config names a generator by a registered kind (``harness.registry.GENERATORS``) or by
+``package.module:attr``, a class or factory called with the config's ``params``. Whatever
+it is, the harness checks what it returns and fails with the generator's name when the
+contract is broken. torch is imported where it is used, so that configs are checked
+without it.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-import torch
+from harness.knobs import DEFAULT_PLUGIN_KNOBS, Knob
+from harness.registry import GENERATORS
 
 if TYPE_CHECKING:
+    import torch
+
     from harness.config import GeneratorConfig
     from harness.data import RealData
     from harness.store import Store
@@ -21,13 +25,17 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class Generator(Protocol):
-    """What the harness needs of a class-conditional generator."""
+    """What the harness needs of a class-conditional generator.
+
+    Knobs other than truncation that the generator declares (``knobs``) arrive as keyword
+    arguments of ``sample``.
+    """
 
     num_classes: int
     image_size: int
 
-    def sample(self, labels: torch.Tensor, truncation: float | None,
-               generator: torch.Generator) -> torch.Tensor:
+    def sample(self, labels: torch.Tensor, truncation: float | None, generator: torch.Generator,
+               **knobs: float) -> torch.Tensor:
         """uint8 [N, C, H, W] images for the given class labels."""
 
 
@@ -35,54 +43,43 @@ class GeneratorError(RuntimeError):
     """A generator that cannot be built or that broke the contract."""
 
 
-Builder = Callable[["GeneratorConfig", "RealData", "Store"], Generator]
-
-#: Kinds whose samples come from a latent z, so truncation applies.
-LATENT_KINDS = {"cvae", "cgan", "biggan-deep"}
+def is_plugin(kind: str) -> bool:
+    return ":" in kind
 
 
-def _builtin(kind: str) -> Builder:
-    from harness.generators import biggan, embedded, pools
-
-    builders: dict[str, Builder] = {
-        "npz": pools.build_npz, "folder": pools.build_folder,
-        "biggan-deep": biggan.build, "cvae": embedded.build, "cgan": embedded.build,
-    }
-    return builders[kind]
-
-
-BUILTIN_KINDS = ("real", "npz", "folder", "biggan-deep", "cvae", "cgan")
-
-
-def _plugin(spec: GeneratorConfig) -> Generator:
+def plugin_factory(spec: GeneratorConfig) -> Any:
+    """The class or factory a ``package.module:attr`` kind names, imported."""
     module_name, _, attr = spec.kind.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise GeneratorError(f"generator {spec.name!r}: cannot import {module_name!r} ({err})") from err
+    except Exception as err:  # noqa: BLE001 - any import-time failure of user code is the user's to fix
+        raise GeneratorError(f"generator {spec.name!r}: cannot import {module_name!r} "
+                             f"({type(err).__name__}: {err})") from err
     try:
-        factory = getattr(module, attr)
+        return getattr(module, attr)
     except AttributeError:
         raise GeneratorError(f"generator {spec.name!r}: module {module_name!r} has no attribute {attr!r}") from None
-    return factory(**spec.params)
 
 
-def check_kind(spec: GeneratorConfig) -> None:
-    """Reject an unknown kind before any work starts."""
-    if spec.kind not in BUILTIN_KINDS and ":" not in spec.kind:
-        raise GeneratorError(f"generator {spec.name!r}: unknown kind {spec.kind!r}; expected one of "
-                             f"{', '.join(BUILTIN_KINDS)} or 'package.module:attr'")
-    if spec.truncations and spec.kind in BUILTIN_KINDS and spec.kind not in LATENT_KINDS:
-        raise GeneratorError(f"generator {spec.name!r}: kind {spec.kind!r} has no latent z, so "
-                             f"'truncations' does not apply; remove it")
+def declared_knobs(spec: GeneratorConfig) -> tuple[Knob, ...]:
+    """The knobs a generator takes: its kind's registration, or a plugin's ``knobs`` attribute."""
+    if not is_plugin(spec.kind):
+        return GENERATORS.entry(spec.kind).info["knobs"]
+    knobs = getattr(plugin_factory(spec), "knobs", DEFAULT_PLUGIN_KNOBS)
+    if not isinstance(knobs, tuple | list) or not all(isinstance(k, Knob) for k in knobs):
+        raise GeneratorError(f"generator {spec.name!r}: {spec.kind}.knobs must be a tuple of "
+                             f"harness.knobs.Knob, got {knobs!r}")
+    return tuple(knobs)
 
 
 def build_generator(spec: GeneratorConfig, real: RealData, store: Store) -> Generator:
     """The generator a spec names, checked against the real dataset it must imitate."""
-    check_kind(spec)
     if spec.kind == "real":
         raise GeneratorError(f"generator {spec.name!r}: the real data is trained on as it is, never sampled")
-    gen = _builtin(spec.kind)(spec, real, store) if spec.kind in BUILTIN_KINDS else _plugin(spec)
+    if is_plugin(spec.kind):
+        gen = plugin_factory(spec)(**spec.params)
+    else:
+        gen = GENERATORS.load(spec.kind)(spec, real, store)
     if not isinstance(gen, Generator):
         raise GeneratorError(f"generator {spec.name!r}: {spec.kind} returned {type(gen).__name__}, which lacks "
                              f"num_classes, image_size or sample(labels, truncation, generator)")
@@ -93,9 +90,10 @@ def build_generator(spec: GeneratorConfig, real: RealData, store: Store) -> Gene
     return gen
 
 
-def check_samples(name: str, images: torch.Tensor, labels: torch.Tensor,
-                  image_shape: tuple[int, int, int]) -> torch.Tensor:
+def check_samples(name: str, images: Any, labels: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
     """The images a generator returned, or an error naming the generator and the fault."""
+    import torch
+
     if not isinstance(images, torch.Tensor):
         raise GeneratorError(f"generator {name!r}: sample() returned {type(images).__name__}, expected a torch.Tensor")
     expected = (len(labels), *image_shape)
@@ -111,6 +109,8 @@ def check_samples(name: str, images: torch.Tensor, labels: torch.Tensor,
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Float images in [-1, 1] as uint8 in [0, 255], rounded; NaN is an error, not a colour."""
+    import torch
+
     if torch.isnan(images).any():
         raise GeneratorError("generated images contain NaN")
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -18,17 +18,16 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from harness import layout
+from harness.classify.preprocess import to_model_input
 from harness.generators import GeneratorError, to_uint8
 from harness.generators.truncation import truncated_normal
-from harness.store import spec_key
 
 if TYPE_CHECKING:
     from harness.config import GeneratorConfig
     from harness.data import RealData
     from harness.store import Store
 
-DEFAULTS = {"cvae": {"steps": 3000, "latent_dim": 4, "hidden": 256, "seed": 0},
-            "cgan": {"steps": 3000, "latent_dim": 32, "hidden": 256, "seed": 0}}
 BATCH_SIZE = 128
 
 
@@ -71,7 +70,7 @@ class EmbeddedGenerator:
 
 def _train_data(real: RealData) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = real.train.read()
-    x = torch.from_numpy(images).float().flatten(1) / 127.5 - 1
+    x = to_model_input(torch.from_numpy(images)).flatten(1)
     return x, torch.from_numpy(labels)
 
 
@@ -122,28 +121,23 @@ _TRAINERS = {"cvae": _train_cvae, "cgan": _train_cgan}
 
 
 def build(spec: GeneratorConfig, real: RealData, store: Store) -> EmbeddedGenerator:
-    defaults = DEFAULTS[spec.kind]
-    unknown = set(spec.params) - set(defaults)
-    if unknown:
-        raise GeneratorError(f"generator {spec.name!r}: unknown params {sorted(unknown)} for kind {spec.kind}; "
-                             f"allowed: {sorted(defaults)}")
-    p = {**defaults, **spec.params}
+    p = spec.params
     dim = real.image_shape[0] * real.image_shape[1] * real.image_shape[2]
     if dim > 64 * 64:
         raise GeneratorError(f"generator {spec.name!r}: {spec.kind} is an MLP for small images; "
                              f"{real.image_shape} is too large")
-    key = spec_key({"kind": spec.kind, "params": p, "dataset": real.key, "format": 1})
-    folder = f"generators/{spec.kind}-{key}"
-    if store.exists(folder, "model.pt"):
+    path = layout.generator_model(spec.kind, layout.content_key({"kind": spec.kind, "params": p,
+                                                                  "dataset": real.key}))
+    if store.exists(path):
         decoder = ConditionalMLP(p["latent_dim"], real.num_classes, p["hidden"], dim, nn.ReLU)
-        state = torch.load(io.BytesIO(store.read_bytes(folder, "model.pt")), weights_only=True)
+        state = torch.load(io.BytesIO(store.read_bytes(path)), weights_only=True)
         decoder.load_state_dict(state)
     else:
         torch.manual_seed(p["seed"])
         decoder = _TRAINERS[spec.kind](real, p, torch.Generator().manual_seed(p["seed"]))
         buf = io.BytesIO()
         torch.save(decoder.state_dict(), buf)
-        store.write_bytes(buf.getvalue(), folder, "model.pt")
+        store.write_bytes(buf.getvalue(), path)
     return EmbeddedGenerator(decoder, p["latent_dim"], real.image_shape)
 
 

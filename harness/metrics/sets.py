@@ -16,6 +16,7 @@ ImageNet features mean little).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,52 +25,21 @@ import ray
 import torch
 from scipy.special import log_softmax, xlogy
 
-from harness.metrics.features import DomainExtractor, InceptionExtractor, extract
-from harness.metrics.inception import FEATURE_EXTRACTOR, PREPROCESSING
+from harness import layout
+from harness.classify.recipes import Recipe
+from harness.config import SweepConfig
+from harness.data import RealData
+from harness.metrics.extractors import ExtractorSpec, build_extractor
+from harness.metrics.features import extract
 from harness.metrics.scores import kid, precision_recall
 from harness.metrics.stats import FeatureStats
+from harness.plan import Cell
 from harness.progress import Progress, status
+from harness.ray_env import cluster_fits, error_text
 from harness.shards import ShardSet
-from harness.store import Store, spec_key
+from harness.store import Store
 
-DOMAIN_PREPROCESSING = "uint8 -> float32 -> x / 127.5 - 1 at native resolution (the classifier's own input)"
 IS_SPLITS = 10
-
-
-@dataclass(frozen=True)
-class ExtractorSpec:
-    """Which network gives features: ``inception`` or ``domain`` (a classifier in the store)."""
-
-    kind: str
-    inception_weights: str | None = None
-    model_path: str | None = None
-    model_name: str | None = None
-    image_shape: tuple[int, int, int] = (3, 0, 0)
-    num_classes: int = 0
-
-    @property
-    def name(self) -> str:
-        if self.kind == "inception":
-            return FEATURE_EXTRACTOR
-        return f"domain-{self.model_name}-{spec_key(self.model_path)}"
-
-    @property
-    def preprocessing(self) -> str:
-        return PREPROCESSING if self.kind == "inception" else DOMAIN_PREPROCESSING
-
-
-def build_extractor(spec: ExtractorSpec, store: Store, device: torch.device) -> Any:
-    """The extractor callable on ``device``: uint8 batch -> (features, logits)."""
-    if spec.kind == "inception":
-        net = InceptionExtractor(spec.inception_weights).to(device)
-        return lambda x: net(x.expand(-1, 3, -1, -1))
-    from harness.classify.models import build_model
-
-    model = build_model(spec.model_name, spec.image_shape[0], spec.num_classes)
-    state = torch.load(io.BytesIO(store.read_bytes(spec.model_path)), weights_only=True, map_location="cpu")
-    model.load_state_dict(state)
-    model = model.to(device).eval()
-    return DomainExtractor(model.body, model.head, lambda x: x.float() / 127.5 - 1, spec.name, DOMAIN_PREPROCESSING)
 
 
 def split_bounds(n: int, splits: int = IS_SPLITS) -> np.ndarray:
@@ -141,7 +111,7 @@ class SetFeatures:
 
 
 def _cache_path(folder: str, spec: ExtractorSpec, max_samples: int) -> str:
-    return f"features/{spec_key({'set': folder, 'extractor': spec.name, 'max_samples': max_samples})}.npz"
+    return layout.features(layout.content_key({"set": folder, "extractor": spec.name, "max_samples": max_samples}))
 
 
 def compute_set_features(folders: list[str], store: Store, spec: ExtractorSpec, max_samples: int,
@@ -187,10 +157,83 @@ def compute_set_features(folders: list[str], store: Store, spec: ExtractorSpec, 
     return out
 
 
-def sample_metrics(fake: SetFeatures, real: SetFeatures, seed: int = 0) -> dict[str, float]:
-    """The record fields: IS of the set, FID/KID/precision/recall against the real set."""
-    is_mean, is_std = inception_score_from_partials(fake.is_sums)
-    kid_mean, kid_std = kid(real.subset, fake.subset, seed=seed)
-    precision, recall = precision_recall(real.subset, fake.subset, k=3)
-    return {"is_mean": is_mean, "is_std": is_std, "fid": fake.stats.fid(real.stats),
-            "kid_mean": kid_mean, "kid_std": kid_std, "precision": precision, "recall": recall}
+@dataclass(frozen=True)
+class Metric:
+    """One metric of a sample set against the real set: the extractor outputs it needs and the
+    record keys it writes."""
+
+    name: str
+    needs: tuple[str, ...]
+    keys: tuple[str, ...]
+    compute: Callable[[SetFeatures, SetFeatures, int], tuple[float, ...]]
+
+
+METRICS = (
+    Metric("IS", ("logits",), ("is_mean", "is_std"),
+           lambda fake, real, seed: inception_score_from_partials(fake.is_sums)),
+    Metric("FID", ("features",), ("fid",), lambda fake, real, seed: (fake.stats.fid(real.stats),)),
+    Metric("KID", ("features",), ("kid_mean", "kid_std"),
+           lambda fake, real, seed: kid(real.subset, fake.subset, seed=seed)),
+    Metric("precision/recall", ("features",), ("precision", "recall"),
+           lambda fake, real, seed: precision_recall(real.subset, fake.subset, k=3)),
+)
+#: Every record key a metric writes, in column order.
+METRIC_KEYS = tuple(key for m in METRICS for key in m.keys)
+
+
+def sample_metrics(fake: SetFeatures, real: SetFeatures, provides: tuple[str, ...] = ("features", "logits"),
+                   seed: int = 0) -> dict[str, float]:
+    """The record fields of every metric the extractor's outputs allow: IS of the set,
+    FID/KID/precision/recall against the real set."""
+    out: dict[str, float] = {}
+    for metric in METRICS:
+        if set(metric.needs) <= set(provides):
+            out.update(zip(metric.keys, map(float, metric.compute(fake, real, seed)), strict=True))
+    return out
+
+
+def extractor_kind(config: SweepConfig, real: RealData) -> str:
+    """The feature extractor ``auto`` stands for: domain features for small or grey images."""
+    kind = config.metrics.feature_extractor
+    if kind != "auto":
+        return kind
+    has_real = any(g.kind == "real" for g in config.generators)
+    small = real.image_shape[0] == 1 or min(real.image_shape[1:]) < 32
+    return "domain" if small and has_real else "inception"
+
+
+def measure(config: SweepConfig, real: RealData, store: Store, cells: list[Cell], results: list[dict[str, Any]],
+            recipe: Recipe) -> dict[str, dict[str, Any]]:
+    """IS, FID, KID and precision/recall by shard set folder: every complete sample set, and
+    the real validation split (the Real row's figures: held-out real data against the train
+    split). A failure here leaves the CAS results whole and is recorded as ``metrics_error``."""
+    kind = extractor_kind(config, real)
+    if kind == "none":
+        return {}
+    folders = [real.val.folder, *dict.fromkeys(c.sample_set.folder for c in cells if c.sample_set
+                                               and ShardSet(store, c.sample_set.folder).is_complete())]
+    m = config.metrics
+    if kind == "domain":
+        models = [r["model"] for c, r in zip(cells, results, strict=True) if c.mode == "real" and r.get("model")]
+        if not models:
+            return {f: {"metrics_error": "no classifier trained on real data for the domain features"}
+                    for f in folders}
+        spec = ExtractorSpec("domain", model_path=models[0], model_name=recipe.model,
+                             image_shape=real.image_shape, num_classes=real.num_classes)
+    else:
+        spec = ExtractorSpec("inception", inception_weights=m.inception_weights)
+    actors = m.num_actors or max(1, cluster_fits({"CPU": 1, "GPU": m.num_gpus}))
+    try:
+        features = compute_set_features([real.train.folder, *folders], store, spec, m.max_samples, m.batch_size,
+                                        m.num_gpus, actors)
+    except Exception as err:  # noqa: BLE001 - e.g. weights that cannot be fetched: CAS results are kept
+        status(f"[features] failed: {error_text(err, last_line=True)}")
+        return {f: {"metrics_error": error_text(err, last_line=True)} for f in folders}
+    reference = features[real.train.folder]
+    named = {"feature_extractor": spec.name, "preprocessing": spec.preprocessing}
+    out = {}
+    for f in folders:
+        problem = reference if isinstance(reference, str) else features[f] if isinstance(features[f], str) else None
+        out[f] = {**named, **({"metrics_error": problem} if problem else
+                              sample_metrics(features[f], reference, spec.provides))}
+    return out

@@ -9,6 +9,7 @@ import statistics
 from typing import Any
 
 from harness.data import RealData
+from harness.metrics.sets import METRIC_KEYS
 from harness.progress import format_seconds, status
 from harness.report.render import render_html, render_markdown
 from harness.store import Store
@@ -18,7 +19,7 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
 
 
-METRICS = ("is_mean", "fid", "kid_mean", "precision", "recall")
+METRICS = tuple(k for k in METRIC_KEYS if not k.endswith("_std"))
 
 
 def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dict[str, Any]]:
@@ -26,13 +27,15 @@ def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dic
     the per-class gap to the real-data classifier, and the sample set's IS/FID/KID/P/R."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["generator"], r["mode"], r["truncation"], r["augmentation_ratio"]), []).append(r)
+        key = (r["generator"], r["mode"], tuple(r["knobs"].items()), r["augmentation_ratio"])
+        groups.setdefault(key, []).append(r)
     real_ok = [r for r in records if r["mode"] == "real" and r["status"] == "ok"]
     real_per_class = _mean_per_class(real_ok) if real_ok else None
     rows = []
-    for (generator, mode, tau, ratio), rs in groups.items():
+    for (generator, mode, knobs, ratio), rs in groups.items():
         ok = [r for r in rs if r["status"] == "ok"]
-        row: dict[str, Any] = {"generator": generator, "mode": mode, "truncation": tau, "augmentation_ratio": ratio,
+        row: dict[str, Any] = {"generator": generator, "mode": mode, "knobs": dict(knobs),
+                               "truncation": dict(knobs).get("truncation"), "augmentation_ratio": ratio,
                                "seeds": len(rs), "failed": len(rs) - len(ok),
                                "errors": sorted({r["error"] for r in rs if r["status"] != "ok"})}
         for metric in METRICS:
