@@ -141,6 +141,7 @@ def test_figures_name_their_axes_and_series() -> None:
                  "vqvae", "cvae", "Real", "CAS, IS and FID against truncation"):
         assert f">{text}<" in svg, text
     nas = nas_curves(records)
+    assert nas == nas_curves(records)  # byte-identical on rebuild: no dates, fixed SVG ids
     for text in ("NAS Top-1 (%)", "NAS Top-5 (%)", "Real only", "biggan (truncation=1)", "vqvae (truncation=1)"):
         assert f">{text}<" in nas, text
     diffusion = [{"generator": "dit", "mode": "cas", "knobs": {"guidance_scale": g, "num_steps": s}, "top1": 0.1 * g,
