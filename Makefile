@@ -61,5 +61,11 @@ cluster-up:
 cluster-down:
 	kubectl delete -f ray_cluster.yaml --ignore-not-found
 
+## browser: headless Chromium for the report's browser tests (Debian package, as root); else they are skipped
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null || ( [ "$$(id -u)" = 0 ] && apt-get update -q && apt-get install -y -q chromium ) \
+		|| echo "chromium not installed: the report's browser tests will be skipped"
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
