@@ -19,7 +19,7 @@ from harness.generators.truncation import truncated_normal
 
 @pytest.mark.parametrize("tau", [0.2, 0.5, 1.0, 2.0])
 def test_truncation_bounds_and_distribution(tau: float) -> None:
-    z = truncated_normal((4000, 16), tau, torch.Generator().manual_seed(1))
+    z = truncated_normal((4000, 16), tau, torch.Generator().manual_seed(1), "resample")
     assert z.abs().max().item() <= 2 * tau
     bound = 2 * tau
     ks = stats.kstest(z.flatten().numpy(), stats.truncnorm(-bound, bound).cdf)
@@ -29,13 +29,13 @@ def test_truncation_bounds_and_distribution(tau: float) -> None:
 
 
 def test_truncation_none_is_standard_normal_and_seeded() -> None:
-    z = truncated_normal((20000,), None, torch.Generator().manual_seed(0))
+    z = truncated_normal((20000,), None, torch.Generator().manual_seed(0), "resample")
     assert stats.kstest(z.numpy(), "norm").pvalue > 1e-3
-    a = truncated_normal((50, 4), 0.3, torch.Generator().manual_seed(7))
-    b = truncated_normal((50, 4), 0.3, torch.Generator().manual_seed(7))
+    a = truncated_normal((50, 4), 0.3, torch.Generator().manual_seed(7), "resample")
+    b = truncated_normal((50, 4), 0.3, torch.Generator().manual_seed(7), "resample")
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="truncation must be > 0"):
-        truncated_normal((2,), 0.0, torch.Generator())
+        truncated_normal((2,), 0.0, torch.Generator(), "resample")
 
 
 def test_biggan_truncation_lands_exactly_on_the_models_grid() -> None:

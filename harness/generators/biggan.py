@@ -4,8 +4,9 @@
 once by that package to its cache) or a folder holding its ``config.json`` and
 ``pytorch_model.bin``.
 
-Truncation reaches the model twice. z is drawn as the paper does (dimensions outside
-[-2τ, 2τ] resampled), and the model's own ``truncation`` input picks the batch-norm
+Truncation reaches the model twice. z is drawn in the generator's truncation mode, by
+default BigGAN's own ``scaled`` convention z = τ · TN(-2, 2) (see
+:mod:`harness.generators.truncation`), and the model's own ``truncation`` input picks the batch-norm
 statistics precomputed for 51 values of τ on a 0.02 grid over [0, 1]. That package
 asserts 0 < τ ≤ 1 and, off the grid, blends the two neighbouring statistics with swapped
 weights; as float division rarely lands exactly on the grid (0.14 / 0.02 = 7.000…01), a
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 GRID_STEPS = 50
+#: BigGAN's own convention; under ``resample`` τ = 1.5 and τ = 2.0 are nearly the same generator.
+DEFAULT_TRUNCATION_MODE = "scaled"
 
 
 def _stats_weights(value: float, step_size: float) -> dict[int, float]:
@@ -57,9 +60,11 @@ def model_truncation(truncation: float | None, n_stats: int = GRID_STEPS + 1) ->
 class BigGANDeep:
     """A pytorch-pretrained-biggan model behind the generator contract."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
+    def __init__(self, model: torch.nn.Module, device: torch.device,
+                 truncation_mode: str = DEFAULT_TRUNCATION_MODE) -> None:
         self.model = model.eval().to(device)
         self.device = device
+        self.truncation_mode = truncation_mode
         config = model.config
         self.num_classes = int(config.num_classes)
         self.image_size = int(config.output_dim)
@@ -68,7 +73,7 @@ class BigGANDeep:
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, truncation: float | None, generator: torch.Generator) -> torch.Tensor:
-        z = truncated_normal((len(labels), self.z_dim), truncation, generator).to(self.device)
+        z = truncated_normal((len(labels), self.z_dim), truncation, generator, self.truncation_mode).to(self.device)
         onehot = torch.nn.functional.one_hot(labels, self.num_classes).float().to(self.device)
         images = self.model(z, onehot, model_truncation(truncation, self.n_stats))
         return to_uint8(images).cpu()

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from harness.store import Store
 
 BATCH_SIZE = 128
+#: The convention these kinds have always drawn z with, so their numbers stay as they were.
+DEFAULT_TRUNCATION_MODE = "resample"
 
 
 def _mlp(sizes: list[int], act: Callable[[], nn.Module]) -> nn.Sequential:
@@ -55,16 +57,18 @@ class ConditionalMLP(nn.Module):
 class EmbeddedGenerator:
     """A trained decoder (VAE) or generator (GAN) behind the generator contract."""
 
-    def __init__(self, decoder: ConditionalMLP, latent_dim: int, image_shape: tuple[int, int, int]) -> None:
+    def __init__(self, decoder: ConditionalMLP, latent_dim: int, image_shape: tuple[int, int, int],
+                 truncation_mode: str = DEFAULT_TRUNCATION_MODE) -> None:
         self.decoder = decoder.eval()
         self.latent_dim = latent_dim
         self.image_shape = image_shape
+        self.truncation_mode = truncation_mode
         self.num_classes = decoder.num_classes
         self.image_size = image_shape[1]
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, truncation: float | None, generator: torch.Generator) -> torch.Tensor:
-        z = truncated_normal((len(labels), self.latent_dim), truncation, generator)
+        z = truncated_normal((len(labels), self.latent_dim), truncation, generator, self.truncation_mode)
         return to_uint8(torch.tanh(self.decoder(z, labels)).view(len(labels), *self.image_shape))
 
 
