@@ -14,9 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from harness.knobs import TRUNCATION_MODES
 from harness.registry import DATASETS, GENERATORS, RECIPES, Registry, resolve_params
-
-TRUNCATION_MODES = ("scaled", "resample")
 
 
 class ConfigError(ValueError):
@@ -109,7 +108,7 @@ class GeneratorConfig(_Strict):
         if isinstance(kind, str) and kind in GENERATORS:
             if isinstance(data.get("params", {}), dict):
                 data["params"] = resolve_params(GENERATORS, kind, data.get("params", {}))
-            if data.get("truncation_mode") is None and "truncation" in data.get("sweep", {}):
+            if data.get("truncation_mode") is None:
                 data["truncation_mode"] = GENERATORS.entry(kind).info.get("truncation_mode")
         return data
 

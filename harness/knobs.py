@@ -36,6 +36,8 @@ class Knob:
         return f"{self.name} ({kind} in [{self.low:g}, {self.high:g}])"
 
 
+#: How a truncated z is drawn: BigGAN's τ·TN(-2, 2), or N(0, 1) resampled outside [-2τ, 2τ].
+TRUNCATION_MODES = ("scaled", "resample")
 #: The truncation trick of latent-variable GANs (τ; z ∈ [-2τ, 2τ], the paper's footnote 5).
 TRUNCATION = Knob("truncation", 0.01, 10.0, None, doc="truncation τ of the latent z")
 #: What a plugin that declares nothing takes: the generator contract's truncation argument.

@@ -96,9 +96,9 @@ GENERATORS.register("folder", "harness.generators.pools:build_folder", knobs=(),
 GENERATORS.register("biggan-deep", "harness.generators.biggan:build", knobs=(TRUNCATION,),
                     params={"model": REQUIRED}, truncation_mode="scaled")
 GENERATORS.register("cvae", "harness.generators.embedded:build", knobs=(TRUNCATION,),
-                    params={"steps": 3000, "latent_dim": 4, "hidden": 256, "seed": 0}, truncation_mode="resample")
+                    params={"steps": 3000, "latent_dim": 4, "hidden": 256, "seed": 0}, truncation_mode="scaled")
 GENERATORS.register("cgan", "harness.generators.embedded:build", knobs=(TRUNCATION,),
-                    params={"steps": 3000, "latent_dim": 32, "hidden": 256, "seed": 0}, truncation_mode="resample")
+                    params={"steps": 3000, "latent_dim": 32, "hidden": 256, "seed": 0}, truncation_mode="scaled")
 
 DATASETS.register("digits", "harness.data.readers:read_digits", params={}, test_split=False)
 for _kind in ("mnist", "fashion-mnist", "cifar10", "cifar100"):

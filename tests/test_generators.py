@@ -109,7 +109,7 @@ def test_biggan_deep_from_a_folder_with_random_weights(tmp_path: Path) -> None:
 def test_biggan_deep_samples() -> None:
     from harness.generators.biggan import BigGANDeep
 
-    gen = BigGANDeep(_tiny_biggan(16), torch.device("cpu"))
+    gen = BigGANDeep(_tiny_biggan(16), torch.device("cpu"), "scaled")
     labels = torch.tensor([0, 3, 9, 9])
     for tau in (0.2, 1.0, 1.5):  # τ > 1 reaches the model as 1.0, z is still drawn within ±2τ
         images = gen.sample(labels, tau, torch.Generator().manual_seed(0))

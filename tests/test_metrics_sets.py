@@ -12,8 +12,8 @@ from harness.classify.models import build_model
 from harness.config import DatasetConfig
 from harness.data import materialize
 from harness.metrics import FeatureStats, inception_score
-from harness.metrics.features import extract
 from harness.metrics.extractors import ExtractorSpec, build_extractor
+from harness.metrics.features import extract
 from harness.metrics.sets import (
     SetFeatures,
     compute_set_features,

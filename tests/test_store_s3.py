@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from harness.store import Store
 from harness.ray_env import trial_resources
+from harness.store import Store
 from harness.sweep import run_sweep
 from tests.sweep_support import BUCKET, comparable, local_s3, reduced_config, shard_checksums
 

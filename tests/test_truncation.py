@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from harness.generators.truncation import TRUNCATION_MODES, truncated_normal, truncation_std
+from harness.generators.truncation import truncated_normal, truncation_std
+from harness.knobs import TRUNCATION_MODES
 
 
 def _reference(mode: str, tau: float) -> stats.rv_continuous:
@@ -84,11 +85,15 @@ def test_seeded_and_untruncated(mode: str) -> None:
 
 
 def test_generator_kinds_default_modes() -> None:
-    """cvae/cgan keep drawing z as before (resample); BigGAN-deep draws its own way (scaled)."""
-    from harness.generators import biggan, embedded
+    """Every latent kind draws z BigGAN's way (scaled) unless its config says resample."""
+    from harness.config import GeneratorConfig
+    from harness.generators import embedded
     from harness.generators.embedded import ConditionalMLP, EmbeddedGenerator
 
-    assert embedded.DEFAULT_TRUNCATION_MODE == "resample" and biggan.DEFAULT_TRUNCATION_MODE == "scaled"
+    for kind, params in (("cvae", {}), ("cgan", {}), ("biggan-deep", {"model": "x"})):
+        assert GeneratorConfig(name="g", kind=kind, params=params).truncation_mode == "scaled"
+        chosen = GeneratorConfig(name="g", kind=kind, params=params, truncation_mode="resample")
+        assert chosen.truncation_mode == "resample"
     torch.manual_seed(0)
     decoder = ConditionalMLP(3, 2, 8, 4, torch.nn.ReLU)
     labels = torch.tensor([0, 1, 1])
@@ -99,8 +104,7 @@ def test_generator_kinds_default_modes() -> None:
         z = truncated_normal((3, 3), 0.5, torch.Generator().manual_seed(3), mode)
         with torch.no_grad():
             assert torch.equal(images[mode], embedded.to_uint8(torch.tanh(decoder(z, labels)).view(3, 1, 2, 2)))
-    default = EmbeddedGenerator(decoder, 3, (1, 2, 2)).sample(labels, 0.5, torch.Generator().manual_seed(3))
-    assert torch.equal(default, images["resample"])
+    assert not torch.equal(images["scaled"], images["resample"])
 
 
 def test_biggan_tau_1_5_and_2_0_differ_only_when_scaled() -> None:
@@ -115,4 +119,3 @@ def test_biggan_tau_1_5_and_2_0_differ_only_when_scaled() -> None:
         a, b = (gen.sample(labels, tau, torch.Generator().manual_seed(0)) for tau in (1.5, 2.0))
         same[mode] = torch.equal(a, b)
     assert same == {"resample": True, "scaled": False}
-    assert BigGANDeep(model, torch.device("cpu")).truncation_mode == "scaled"

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 GRID_STEPS = 50
 #: BigGAN's own convention; under ``resample`` τ = 1.5 and τ = 2.0 are nearly the same generator.
-DEFAULT_TRUNCATION_MODE = "scaled"
 
 
 def _stats_weights(value: float, step_size: float) -> dict[int, float]:
@@ -61,7 +60,7 @@ class BigGANDeep:
     """A pytorch-pretrained-biggan model behind the generator contract."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device,
-                 truncation_mode: str = DEFAULT_TRUNCATION_MODE) -> None:
+                 truncation_mode: str) -> None:
         self.model = model.eval().to(device)
         self.device = device
         self.truncation_mode = truncation_mode
@@ -91,4 +90,4 @@ def build(spec: GeneratorConfig, real: RealData, store: Store) -> BigGANDeep:
     except OSError as err:
         raise GeneratorError(f"generator {spec.name!r}: cannot load BigGAN model "
                              f"{spec.params['model']!r} ({err})") from err
-    return BigGANDeep(model, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    return BigGANDeep(model, torch.device("cuda" if torch.cuda.is_available() else "cpu"), spec.truncation_mode)

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 BATCH_SIZE = 128
 #: The convention these kinds have always drawn z with, so their numbers stay as they were.
-DEFAULT_TRUNCATION_MODE = "resample"
 
 
 def _mlp(sizes: list[int], act: Callable[[], nn.Module]) -> nn.Sequential:
@@ -58,7 +57,7 @@ class EmbeddedGenerator:
     """A trained decoder (VAE) or generator (GAN) behind the generator contract."""
 
     def __init__(self, decoder: ConditionalMLP, latent_dim: int, image_shape: tuple[int, int, int],
-                 truncation_mode: str = DEFAULT_TRUNCATION_MODE) -> None:
+                 truncation_mode: str) -> None:
         self.decoder = decoder.eval()
         self.latent_dim = latent_dim
         self.image_shape = image_shape
@@ -142,6 +141,6 @@ def build(spec: GeneratorConfig, real: RealData, store: Store) -> EmbeddedGenera
         buf = io.BytesIO()
         torch.save(decoder.state_dict(), buf)
         store.write_bytes(buf.getvalue(), path)
-    return EmbeddedGenerator(decoder, p["latent_dim"], real.image_shape)
+    return EmbeddedGenerator(decoder, p["latent_dim"], real.image_shape, spec.truncation_mode)
 
 

@@ -17,7 +17,7 @@ import math
 
 import torch
 
-TRUNCATION_MODES = ("scaled", "resample")
+from harness.knobs import TRUNCATION_MODES
 
 #: The bound of BigGAN's truncated normal, in standard deviations.
 SCALED_BOUND = 2.0
