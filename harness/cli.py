@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness import cluster
 from harness.config import ConfigError, SweepConfig, load_config
 from harness.generators import GeneratorError
+from harness.kube import commands as cluster
 
 
 def _load(args: argparse.Namespace) -> SweepConfig:
