@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness import cluster, layout, plan
+from harness import layout, plan
 from harness.config import ConfigError, SweepConfig, load_config
 from harness.generators import GeneratorError
+from harness.kube import commands as kube_commands
 
 
 def _load(args: argparse.Namespace) -> SweepConfig:
@@ -118,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ratio", type=float, default=0.0, help="NAS augmentation ratio (default: CAS)")
     p.set_defaults(func=cmd_train)
-    cluster.add_commands(sub)
+    kube_commands.add_commands(sub)
     return parser
 
 

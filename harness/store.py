@@ -21,6 +21,9 @@ from typing import Any
 import fsspec
 import numpy as np
 
+#: Set to 1 where a local store folder is a volume that every node of a Ray cluster mounts.
+SHARED_FILESYSTEM_ENV = "CAS_SHARED_FILESYSTEM"
+
 
 def spec_key(spec: Any) -> str:
     """A short, stable content key for a JSON-able spec (sorted keys, no whitespace)."""
