@@ -175,3 +175,18 @@ def test_verify_on_s3(tmp_path: Path) -> None:
         assert [(p.artefact, p.path) for p in verify_store(store, remove=True)] == [
             ("samples/s0", "samples/s0/shard-00001.npz"), ("trials/t0", "trials/t0/result.json")]
         assert store.list("samples") == [] and store.list("trials") == ["legacy"] and verify_store(store) == []
+
+
+def test_an_npz_holding_pickled_objects_is_refused() -> None:
+    """A store's arrays are data; an object array would run code when unpickled."""
+    from harness.metrics.sets import SetFeatures
+    from harness.store import decode_arrays
+
+    hostile = io.BytesIO()
+    code = np.array([{"run": "code"}], dtype=object)
+    np.savez(hostile, subset=code, **{f"stats_{k}": code for k in ("n", "sum_x", "sum_xx")},
+             **{f"is_{k}": code for k in ("n", "sum_p", "sum_plogp")})
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        decode_arrays(hostile.getvalue())
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        SetFeatures.from_bytes(hostile.getvalue())
