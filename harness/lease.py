@@ -130,6 +130,8 @@ def read_lease(store: Store, key: str, generation: int) -> LeaseInfo | None:
         return None
     try:
         rec = json.loads(data)
+        if rec["state"] not in ("held", "released"):
+            raise ValueError(f"state {rec['state']!r} is neither 'held' nor 'released'")
         return LeaseInfo(key=key, generation=generation, state=rec["state"], owner=dict(rec["owner"]),
                          created=float(rec["created"]), heartbeat=float(rec["heartbeat"]),
                          ttl=float(rec["ttl"]), note=str(rec.get("note", "")))

@@ -86,7 +86,8 @@ def test_two_takers_of_one_stale_lease_one_wins(store: Store) -> None:
     assert store.list("leases", KEY) == ["00000001.json"]
     assert Lease.try_acquire(store, KEY, ttl=5) is None
     winners[0].release()
-    assert Lease.try_acquire(store, KEY, ttl=5).generation == 2
+    with Lease.try_acquire(store, KEY, ttl=5) as again:
+        assert again.generation == 2
 
 
 def test_a_lease_whose_heartbeat_stopped_expires_after_its_ttl(store: Store) -> None:
@@ -106,8 +107,9 @@ def test_a_live_owner_keeps_its_lease_past_the_ttl_and_a_waiter_can_give_up(stor
         assert owner.owned and not owner.lost
 
 
-def test_an_unreadable_lease_file_is_stale(store: Store) -> None:
-    store.write_bytes(b"\x00garbage{", "leases", KEY, "00000000.json")
+@pytest.mark.parametrize("content", [b"\x00garbage{", b"[]", b'{"state": "mine"}'])
+def test_an_unreadable_lease_file_is_stale(store: Store, content: bytes) -> None:
+    store.write_bytes(content, "leases", KEY, "00000000.json")
     [stale] = stale_leases(store)
     assert stale.state == "corrupt" and "unreadable" in stale.describe()
     lease = Lease.try_acquire(store, KEY, ttl=5)
@@ -120,7 +122,8 @@ def test_an_error_in_the_work_releases_the_lease_at_once(store: Store) -> None:
         raise RuntimeError("generator exploded")
     info = current_lease(store, KEY)
     assert info.state == "released" and info.note == "RuntimeError: generator exploded"
-    assert Lease.acquire_or_wait(store, KEY, ttl=30, timeout=0).generation == 1
+    with Lease.acquire_or_wait(store, KEY, ttl=30, timeout=0) as again:
+        assert again.generation == 1
 
 
 def test_clean_leases_expires_only_stale_ones(store: Store) -> None:
