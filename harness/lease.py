@@ -5,8 +5,8 @@ the first takes a lease on it and does the work, the second waits and reuses the
 A lease lives in the store, beside the work, as ``leases/<key>/<generation>.json``: the
 owner (host, pid, a random token), when it was created and its last heartbeat. The owner's
 heartbeat thread rewrites it every third of its TTL; a lease whose heartbeat is older than
-its TTL, whose owner is a dead process on this host, or whose file cannot be read, is stale
-and may be taken over.
+its TTL, whose owner is a dead process on this host (same host name and pid namespace), or
+whose file cannot be read, is stale and may be taken over.
 
 Taking a lease is one exclusive create, which exactly one of any number of racing takers
 wins: ``os.link`` of a written temporary file on a local folder, ``If-None-Match: *`` on
@@ -94,16 +94,31 @@ class LeaseInfo:
         return f"{self.key}: {age}" + (" (stale)" if self.is_stale(now) else "")
 
 
+def _pid_namespace() -> str | None:
+    """Which process ids this process sees: containers of one pod share a host name, not pids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _owner() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "pid_namespace": _pid_namespace(),
+            "token": uuid.uuid4().hex}
+
+
 def _dead_here(owner: dict[str, Any]) -> bool:
-    """True when the owner ran on this host and its process no longer exists."""
-    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+    """True when the owner ran on this host, among the processes this one sees, and its
+    process no longer exists."""
+    here = owner.get("host") == socket.gethostname() and owner.get("pid_namespace") == _pid_namespace()
+    if not here or not isinstance(owner.get("pid"), int):
         return False
     try:
         os.kill(owner["pid"], 0)
     except ProcessLookupError:
         return True
     except (PermissionError, OverflowError):
-        return False
+        pass
     return False
 
 
@@ -170,7 +185,7 @@ def _create_exclusive(store: Store, data: bytes, *parts: str) -> bool:
     except FileExistsError:
         return False
     except OSError as err:
-        if "ConditionalRequestConflict" in str(err):  # S3: a concurrent conditional write to the key; it won
+        if "ConditionalRequestConflict" in str(err):  # S3 (409): another create of this name is in flight
             return False
         raise
     return True
@@ -208,8 +223,7 @@ class Lease:
         generation = generations[-1] + 1 if generations else 0
         now = time.time()
         record = {"key": key, "generation": generation, "state": "held", "ttl": ttl, "created": now,
-                  "heartbeat": now, "owner": {"host": socket.gethostname(), "pid": os.getpid(),
-                                              "token": uuid.uuid4().hex}}
+                  "heartbeat": now, "owner": _owner()}
         if not _create_exclusive(store, json.dumps(record).encode(), _folder(key), _name(generation)):
             return None
         after = _generations(store, key)
