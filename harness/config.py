@@ -8,8 +8,9 @@ allowed.
 from __future__ import annotations
 
 import itertools
+import reprlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,13 +18,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.knobs import TRUNCATION_MODES
 from harness.registry import DATASETS, GENERATORS, RECIPES, Registry, resolve_params
 
+#: Seeds feed numpy (non-negative) and torch (below 2**64, multiplied by the trainer) generators.
+Seed = Annotated[int, Field(ge=0, lt=2**32)]
+#: More values than any config needs: a document past it is an alias bomb or refers to itself.
+MAX_VALUES = 100_000
+#: Integers longer than this many bits cannot be printed as decimals (Python stops at 4300 digits), so not hashed.
+MAX_INT_BITS = 4096
+
 
 class ConfigError(ValueError):
     """A config file that cannot be run as written."""
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _registered(registry: Registry, name: str) -> str:
@@ -41,7 +49,7 @@ class DatasetConfig(_Strict):
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
-    split_seed: int = 0
+    split_seed: Seed = 0
 
     @field_validator("kind")
     @classmethod
@@ -235,7 +243,7 @@ class SweepConfig(_Strict):
     dataset: DatasetConfig
     generators: list[GeneratorConfig] = Field(min_length=1)
     classifier: ClassifierConfig
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     augmentation_ratios: list[float] = Field(default_factory=list)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -280,10 +288,41 @@ def _field_path(loc: tuple[Any, ...], data: Any) -> str:
     return out
 
 
+def _given(value: Any) -> str:
+    """The value a user gave, shortened for an error line: a field may hold megabytes."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 4, 200, 200
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = short.maxfrozenset = 10
+    return short.repr(value)
+
+
+def _document_problem(data: Any) -> str | None:
+    """What makes a loaded document unusable whatever its fields: more than ``MAX_VALUES``
+    values (aliases that refer to themselves never end), or an integer too long to print."""
+    stack, seen = [data], 0
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return (f"the document expands to more than {MAX_VALUES} values; "
+                    f"a YAML alias that refers to itself, or aliases nested many times?")
+        if isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        elif isinstance(node, int) and node.bit_length() > MAX_INT_BITS:
+            return f"an integer of {node.bit_length()} bits; integers must fit in {MAX_INT_BITS} bits"
+    return None
+
+
 def parse_config(data: Any, source: str) -> SweepConfig:
     """Validate a loaded YAML document; ``source`` names it in errors."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    problem = _document_problem(data)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
     try:
         return SweepConfig.model_validate(data)
     except ValidationError as err:
@@ -291,7 +330,7 @@ def parse_config(data: Any, source: str) -> SweepConfig:
         for e in err.errors():
             field = _field_path(e["loc"], data) or "(top level)"
             whole = isinstance(e["input"], dict)  # a check across fields: the message names the values
-            given = "" if e["type"] == "missing" or not e["loc"] or whole else f" (given: {e['input']!r})"
+            given = "" if e["type"] == "missing" or not e["loc"] or whole else f" (given: {_given(e['input'])})"
             msg = e["msg"].removeprefix("Value error, ")
             if e["type"] == "extra_forbidden":
                 msg = "unknown field"
@@ -303,12 +342,18 @@ def load_config(path: str | Path, store: str | None = None) -> SweepConfig:
     """Read and validate a sweep YAML file; ``store`` overrides the file's store."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
+        # PyYAML's constructors raise these for a bad tagged scalar (!!int abc, a 13th month,
+        # an integer past 4300 digits) and its parser recurses once per level of nesting
+        raise ConfigError(f"{path}: not valid YAML: {type(err).__name__}: {err}") from None
     config = parse_config(data, str(path))
     return config.model_copy(update={"store": store}) if store else config

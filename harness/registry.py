@@ -50,7 +50,7 @@ class Registry:
         return tuple(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
 
     def entry(self, name: str) -> Entry:
         try:
@@ -80,7 +80,7 @@ REQUIRED = "<required>"
 def resolve_params(registry: Registry, name: str, params: dict[str, Any]) -> dict[str, Any]:
     """A registered kind's params with defaults filled in; unknown or missing ones are refused."""
     allowed = registry.entry(name).info.get("params", {})
-    unknown = sorted(set(params) - set(allowed))
+    unknown = sorted(set(params) - set(allowed), key=repr)
     if unknown:
         raise ValueError(f"unknown params {unknown} for {registry.family} {name!r}; "
                          f"allowed: {sorted(allowed) or 'none'}")

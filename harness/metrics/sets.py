@@ -105,7 +105,7 @@ class SetFeatures:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SetFeatures:
-        with np.load(io.BytesIO(data)) as z:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             stats = FeatureStats.from_dict({k: z[f"stats_{k}"] for k in ("n", "sum_x", "sum_xx")})
             return cls(stats, {k: z[f"is_{k}"] for k in ("n", "sum_p", "sum_plogp")}, z["subset"])
 
