@@ -111,3 +111,17 @@ def test_bad_params_name_the_generator(tiny_dit: Path, params: dict, message: st
 def test_missing_model_folder_names_the_generator(tmp_path: Path) -> None:
     with pytest.raises(GeneratorError, match="generator 'tiny-dit': cannot load diffusers pipeline"):
         build(spec(tmp_path / "absent", device="cpu"), FakeReal(), None)
+
+
+def test_the_documented_plugin_runs() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "GENERATORS.md").read_text()
+    code = text.split("## A complete plugin")[1].split("```python\n")[1].split("```")[0]
+    namespace: dict = {}
+    exec(compile(code, "docs/GENERATORS.md", "exec"), namespace)
+    gen = namespace["GuidedColours"](num_classes=10, image_size=8)
+    assert [k.name for k in gen.knobs] == ["guidance_scale", "temperature"]
+    labels = torch.arange(10)
+    weak, strong = (gen.sample(labels, None, torch.Generator().manual_seed(0), guidance_scale=g) for g in (1.0, 3.0))
+    assert weak.shape == (10, 3, 8, 8) and weak.dtype == torch.uint8
+    assert torch.equal(weak, gen.sample(labels, None, torch.Generator().manual_seed(0)))
+    assert (strong.float() - 127.5).abs().mean() > (weak.float() - 127.5).abs().mean()

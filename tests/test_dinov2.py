@@ -133,9 +133,11 @@ def test_position_embedding_is_interpolated_as_the_hub_model_does() -> None:
 
 def test_features_equal_the_hub_model_on_official_layout_weights(tmp_path: Path) -> None:
     extractor = DINOv2Extractor("random", **TINY)
+    extractor.network.to("meta")  # as dinov2_vit builds it for a checkpoint: no initialisation
     path = tmp_path / "tiny_official.pth"
     torch.save(tiny_official_state(), path)
     load_official_weights(extractor.network, torch.load(path, weights_only=True), f"test file {path}")
+    assert not any(p.is_meta for p in extractor.parameters())
     with torch.inference_mode():
         features = extractor(golden_images())["features"]
     assert features.shape == (3, TINY["embed_dim"])

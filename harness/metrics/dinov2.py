@@ -147,7 +147,8 @@ def load_official_weights(network: nn.Module, state: dict[str, torch.Tensor], so
 
     The position embedding is interpolated as the hub model does it; timm's own checkpoint
     filter then drops ``mask_token`` (used in training only) and renames nothing else for
-    ViT-L/14. Every tensor must be used (strict load).
+    ViT-L/14. Every tensor must be used (strict load); the checkpoint's tensors replace the
+    network's (``assign``), so a network built on the meta device needs no initialisation.
     """
     from timm.models.vision_transformer import checkpoint_filter_fn
 
@@ -156,7 +157,7 @@ def load_official_weights(network: nn.Module, state: dict[str, torch.Tensor], so
         raise ValueError(f"{source} is not an official DINOv2 checkpoint: it lacks pos_embed or mask_token")
     state["pos_embed"] = hub_pos_embed(state["pos_embed"], INPUT_SIZE // PATCH_SIZE)
     try:
-        network.load_state_dict(checkpoint_filter_fn(state, network), strict=True)
+        network.load_state_dict(checkpoint_filter_fn(state, network), strict=True, assign=True)
     except RuntimeError as e:
         raise ValueError(f"{source} does not fit {TIMM_MODEL} at {INPUT_SIZE} px: {e}") from e
 
@@ -177,7 +178,7 @@ def dinov2_vit(weights: str | os.PathLike[str] | None = None, cache_dir: str | o
                          f"checkpoint is ViT-L/14")
     path = None if weights == "random" else resolve(WEIGHTS, weights, cache_dir)
     settings = {"img_size": INPUT_SIZE, "num_classes": 0, "init_values": 1.0, **architecture}
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.device("cpu" if path is None else "meta"):
         torch.manual_seed(0)
         network = timm.create_model(TIMM_MODEL, pretrained=False, **settings)
     if path is not None:
