@@ -64,9 +64,13 @@ def decode_shard(data: bytes, codec: str = "npz") -> tuple[np.ndarray, np.ndarra
         return arrays["images"], arrays["labels"]
     if codec == "zstd-up":
         shape = tuple(int(v) for v in arrays["shape"])
-        raw = zstandard.ZstdDecompressor().decompress(arrays["images_zstd"].tobytes(),
-                                                      max_output_size=int(np.prod(shape)))
-        images = np.frombuffer(raw, np.uint8).reshape(shape).copy()
+        images = np.empty(shape, np.uint8)
+        view, done = memoryview(images.reshape(-1)), 0
+        with zstandard.ZstdDecompressor().stream_reader(memoryview(arrays["images_zstd"])) as frame:
+            while done < images.size and (got := frame.readinto(view[done:])):
+                done += got
+            if done != images.size or frame.read(1):
+                raise ValueError(f"zstd frame does not hold the {images.size} bytes of a {shape} array")
         for row in range(1, shape[-2]):
             images[..., row, :] += images[..., row - 1, :]
         return images, arrays["labels"]
