@@ -1,10 +1,20 @@
-"""Turning a real dataset into train and validation shard sets in the store, once."""
+"""Turning a real dataset into train and validation shard sets in the store, once.
+
+Images go into shards in a seeded random order, so that every shard holds a random
+sample of the classes (a folder dataset lists its images class by class, and a streaming
+reader shuffles within a few shards only). When Ray is running and the split is large,
+chunks of images are decoded and resized by parallel Ray tasks on this node (where the
+source is) and each shard is encoded and written by one task of its own; otherwise this
+process does it all. Both give the same shards.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
+import ray
 
 from harness.config import DatasetConfig
 from harness.data.readers import Split, dataset_spec, read_splits
@@ -33,16 +43,68 @@ class RealData:
         return int(sum(self.train_counts))
 
 
-def _write_split(split: Split, shards: ShardSet, spec: dict, num_classes: int,
-                 image_shape: tuple[int, int, int], shard_size: int, what: str) -> None:
-    n = len(split.labels)
-    starts = range(0, n, shard_size)
-    progress = Progress(f"dataset {what}", total=len(starts), unit="shards")
-    entries = []
-    for index, start in enumerate(starts):
-        idx = np.arange(start, min(start + shard_size, n))
-        entries.append(shards.write_shard(index, split.load(idx), split.labels[idx], num_classes))
+CHUNK_IMAGES = 1000
+MIN_PARALLEL_CHUNKS = 4
+
+
+@ray.remote
+def _load_chunk(split: Split, idx: np.ndarray) -> np.ndarray:
+    return split.load(idx)
+
+
+@ray.remote
+def _write_shard(shards: ShardSet, index: int, labels: np.ndarray, num_classes: int,
+                 *chunks: np.ndarray) -> dict:
+    return shards.write_shard(index, np.concatenate(chunks), labels, num_classes)
+
+
+def _local_cpus() -> int:
+    """CPUs Ray offers on this node (0 without Ray, or on a head kept free of work)."""
+    if not ray.is_initialized():
+        return 0
+    here = ray.get_runtime_context().get_node_id()
+    return int(next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == here), 0))
+
+
+def _write_parallel(split: Split, shards: ShardSet, groups: list[np.ndarray], num_classes: int,
+                    cpus: int, progress: Progress) -> list[dict]:
+    """Shards written by Ray tasks pinned to this node: chunk loads in parallel, one writer per shard.
+
+    Only enough shards to keep every CPU busy are in flight at once, so the object store
+    holds a few shards' images, not the dataset's.
+    """
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    load, write = (f.options(scheduling_strategy=here) for f in (_load_chunk, _write_shard))
+    split_ref = ray.put(split)
+    window = 1 + math.ceil(cpus * CHUNK_IMAGES / max(len(g) for g in groups))
+    pending, entries, todo = [], [], list(enumerate(groups))
+    while todo or pending:
+        while todo and len(pending) < window:
+            index, idx = todo.pop(0)
+            chunks = [load.remote(split_ref, idx[s:s + CHUNK_IMAGES]) for s in range(0, len(idx), CHUNK_IMAGES)]
+            pending.append(write.remote(shards, index, split.labels[idx], num_classes, *chunks))
+        done, pending = ray.wait(pending, num_returns=1)
+        entries.append(ray.get(done[0]))
         progress.advance()
+    return entries
+
+
+def _write_split(split: Split, shards: ShardSet, spec: dict, num_classes: int,
+                 image_shape: tuple[int, int, int], shard_size: int, what: str, seed: int) -> None:
+    n = len(split.labels)
+    order = np.random.default_rng(seed).permutation(n)
+    groups = [order[start:start + shard_size] for start in range(0, n, shard_size)]
+    progress = Progress(f"dataset {what}", total=len(groups), unit="shards")
+    cpus = _local_cpus()
+    if cpus >= 2 and n >= MIN_PARALLEL_CHUNKS * CHUNK_IMAGES:
+        entries = _write_parallel(split, shards, groups, num_classes, cpus, progress)
+    else:
+        entries = []
+        for index, idx in enumerate(groups):
+            entries.append(shards.write_shard(index, split.load(idx), split.labels[idx], num_classes))
+            progress.advance()
     shards.write_manifest(spec, entries, num_classes, image_shape)
 
 
@@ -62,7 +124,7 @@ def materialize(cfg: DatasetConfig, store: Store, shard_size: int = 10_000) -> R
         info = {"dataset": spec, "class_names": splits.class_names}
         for name, split, shards in (("train", splits.train, train), ("val", splits.val, val)):
             _write_split(split, shards, {**info, "split": name}, num_classes, splits.image_shape,
-                         shard_size, f"{cfg.kind}/{name}")
+                         shard_size, f"{cfg.kind}/{name}", cfg.split_seed)
     manifest = train.manifest()
     return RealData(key=key, train=train, val=val,
                     class_names=tuple(manifest["spec"]["class_names"]),
