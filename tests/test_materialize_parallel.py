@@ -34,7 +34,8 @@ def test_parallel_materialize_matches_serial(tmp_path: Path, monkeypatch: pytest
 
     write_folder(tmp_path / "data", {"a": 150, "b": 100, "c": 50})
     cfg = DatasetConfig(kind="folder", params={"root": str(tmp_path / "data"), "image_size": 8})
-    monkeypatch.setattr(materialize_module, "CHUNK_IMAGES", 20)
+    monkeypatch.setattr(materialize_module, "MIN_PARALLEL_IMAGES", 100)
+    monkeypatch.setattr(materialize_module, "MIN_CHUNK_IMAGES", 20)
     serial = materialize(cfg, Store(str(tmp_path / "serial")), shard_size=70)
     assert "[dataset folder/train] 5/5 shards" in capsys.readouterr().err
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")

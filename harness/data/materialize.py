@@ -43,8 +43,9 @@ class RealData:
         return int(sum(self.train_counts))
 
 
-CHUNK_IMAGES = 1000
-MIN_PARALLEL_CHUNKS = 4
+MIN_PARALLEL_IMAGES = 2_000
+MIN_CHUNK_IMAGES = 100
+CHUNKS_PER_CPU = 8
 
 
 @ray.remote
@@ -70,7 +71,9 @@ def _write_parallel(split: Split, shards: ShardSet, groups: list[np.ndarray], nu
                     cpus: int, progress: Progress) -> list[dict]:
     """Shards written by Ray tasks pinned to this node: chunk loads in parallel, one writer per shard.
 
-    Only enough shards to keep every CPU busy are in flight at once, so the object store
+    A split is cut into about ``CHUNKS_PER_CPU`` chunks per CPU (each task unpickles the
+    split's loader, so chunks are not made smaller than needed to balance the load), and
+    only enough shards to keep every CPU busy are in flight at once, so the object store
     holds a few shards' images, not the dataset's.
     """
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -78,12 +81,14 @@ def _write_parallel(split: Split, shards: ShardSet, groups: list[np.ndarray], nu
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     load, write = (f.options(scheduling_strategy=here) for f in (_load_chunk, _write_shard))
     split_ref = ray.put(split)
-    window = 1 + math.ceil(cpus * CHUNK_IMAGES / max(len(g) for g in groups))
+    shard_size = max(len(g) for g in groups)
+    chunk = min(shard_size, max(MIN_CHUNK_IMAGES, math.ceil(len(split.labels) / (CHUNKS_PER_CPU * cpus))))
+    window = 1 + math.ceil(cpus * chunk / shard_size)
     pending, entries, todo = [], [], list(enumerate(groups))
     while todo or pending:
         while todo and len(pending) < window:
             index, idx = todo.pop(0)
-            chunks = [load.remote(split_ref, idx[s:s + CHUNK_IMAGES]) for s in range(0, len(idx), CHUNK_IMAGES)]
+            chunks = [load.remote(split_ref, idx[s:s + chunk]) for s in range(0, len(idx), chunk)]
             pending.append(write.remote(shards, index, split.labels[idx], num_classes, *chunks))
         done, pending = ray.wait(pending, num_returns=1)
         entries.append(ray.get(done[0]))
@@ -98,7 +103,7 @@ def _write_split(split: Split, shards: ShardSet, spec: dict, num_classes: int,
     groups = [order[start:start + shard_size] for start in range(0, n, shard_size)]
     progress = Progress(f"dataset {what}", total=len(groups), unit="shards")
     cpus = _local_cpus()
-    if cpus >= 2 and n >= MIN_PARALLEL_CHUNKS * CHUNK_IMAGES:
+    if cpus >= 2 and n >= MIN_PARALLEL_IMAGES:
         entries = _write_parallel(split, shards, groups, num_classes, cpus, progress)
     else:
         entries = []
