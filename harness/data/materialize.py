@@ -3,9 +3,9 @@
 Images go into shards in a seeded random order, so that every shard holds a random
 sample of the classes (a folder dataset lists its images class by class, and a streaming
 reader shuffles within a few shards only). When Ray is running and the split is large,
-chunks of images are decoded and resized by parallel Ray tasks on this node (where the
-source is) and each shard is encoded and written by one task of its own; otherwise this
-process does it all. Both give the same shards.
+one Ray worker per CPU of this node (where the source is) decodes and resizes chunks of
+images in parallel, and each shard is encoded and written by one call of its own;
+otherwise this process does it all. Both give the same shards.
 """
 
 from __future__ import annotations
@@ -48,15 +48,19 @@ MIN_CHUNK_IMAGES = 100
 CHUNKS_PER_CPU = 8
 
 
-@ray.remote
-def _load_chunk(split: Split, idx: np.ndarray) -> np.ndarray:
-    return split.load(idx)
+@ray.remote(num_cpus=1)
+class _SplitWorker:
+    """Holds a split's loader (unpickled once: a folder's loader carries every file name) and
+    loads chunks of it or writes shards from chunks."""
 
+    def __init__(self, split: Split) -> None:
+        self.split = split
 
-@ray.remote
-def _write_shard(shards: ShardSet, index: int, labels: np.ndarray, num_classes: int,
-                 *chunks: np.ndarray) -> dict:
-    return shards.write_shard(index, np.concatenate(chunks), labels, num_classes)
+    def load(self, idx: np.ndarray) -> np.ndarray:
+        return self.split.load(idx)
+
+    def write(self, shards: ShardSet, index: int, labels: np.ndarray, num_classes: int, *chunks: np.ndarray) -> dict:
+        return shards.write_shard(index, np.concatenate(chunks), labels, num_classes)
 
 
 def _local_cpus() -> int:
@@ -69,30 +73,37 @@ def _local_cpus() -> int:
 
 def _write_parallel(split: Split, shards: ShardSet, groups: list[np.ndarray], num_classes: int,
                     cpus: int, progress: Progress) -> list[dict]:
-    """Shards written by Ray tasks pinned to this node: chunk loads in parallel, one writer per shard.
+    """Shards written by one Ray worker per CPU of this node: chunks loaded in parallel, one writer call per shard.
 
-    A split is cut into about ``CHUNKS_PER_CPU`` chunks per CPU (each task unpickles the
-    split's loader, so chunks are not made smaller than needed to balance the load), and
-    only enough shards to keep every CPU busy are in flight at once, so the object store
-    holds a few shards' images, not the dataset's.
+    A split is cut into about ``CHUNKS_PER_CPU`` chunks per CPU, and only enough shards to
+    keep every CPU busy are in flight at once, so the object store holds a few shards'
+    images, not the dataset's.
     """
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    load, write = (f.options(scheduling_strategy=here) for f in (_load_chunk, _write_shard))
     split_ref = ray.put(split)
+    workers = [_SplitWorker.options(scheduling_strategy=here).remote(split_ref) for _ in range(cpus)]
     shard_size = max(len(g) for g in groups)
     chunk = min(shard_size, max(MIN_CHUNK_IMAGES, math.ceil(len(split.labels) / (CHUNKS_PER_CPU * cpus))))
     window = 1 + math.ceil(cpus * chunk / shard_size)
-    pending, entries, todo = [], [], list(enumerate(groups))
-    while todo or pending:
-        while todo and len(pending) < window:
-            index, idx = todo.pop(0)
-            chunks = [load.remote(split_ref, idx[s:s + chunk]) for s in range(0, len(idx), chunk)]
-            pending.append(write.remote(shards, index, split.labels[idx], num_classes, *chunks))
-        done, pending = ray.wait(pending, num_returns=1)
-        entries.append(ray.get(done[0]))
-        progress.advance()
+    pending, entries, todo, calls = [], [], list(enumerate(groups)), 0
+    try:
+        while todo or pending:
+            while todo and len(pending) < window:
+                index, idx = todo.pop(0)
+                chunks = []
+                for start in range(0, len(idx), chunk):
+                    chunks.append(workers[calls % cpus].load.remote(idx[start:start + chunk]))
+                    calls += 1
+                pending.append(workers[index % cpus].write.remote(shards, index, split.labels[idx], num_classes,
+                                                                   *chunks))
+            done, pending = ray.wait(pending, num_returns=1)
+            entries.append(ray.get(done[0]))
+            progress.advance()
+    finally:
+        for worker in workers:
+            ray.kill(worker)
     return entries
 
 
