@@ -50,7 +50,7 @@ def summary_table(markdown: str) -> list[dict[str, str]]:
 def test_run_folder_holds_a_complete_run_with_its_provenance_and_stage_times(swept: dict) -> None:
     info = json.loads((swept["run"] / "run.json").read_text())
     assert info["status"] == "complete" and info["finished"] >= info["date"]
-    assert list(info["stage_seconds"]) == ["prepare", "sample", "train", "measure", "report"]
+    assert set(info["stage_seconds"]) == {"prepare", "sample", "train", "measure", "report"}
     prov = info["provenance"]
     assert prov["seeds"] == [0] and "nothree" in prov["config"] and prov["libraries"]["torch"]
     assert prov["store_keys"]["dataset"] == info["dataset"]
@@ -68,7 +68,7 @@ def test_report_has_six_parts_and_renders_in_headless_chromium(swept: dict) -> N
     page = (swept["run"] / "report.html").read_text()
     for part in ("summary", "knobs", "per-class", "classes", "nas", "provenance"):
         assert f'<section id="{part}">' in page, part
-    assert "<script" not in page and "http://" not in page.replace("http://www.w3.org", "")
+    assert "<script" not in page and not re.search(r'(src|href)="(?!data:|#)', page)  # one file, nothing fetched
     md = (swept["run"] / "report.md").read_text()
     assert "val split (360 images)" in md and "scaled" in md and "Wilson" in md and "Spearman" in md
     require_chromium()

@@ -36,12 +36,13 @@ def _series_style(i: int) -> dict[str, Any]:
 
 
 def _svg(fig: Figure, title: str) -> str:
-    """The figure as inline ``<svg>`` markup: text kept as text (small, searchable), no date stamp."""
+    """The figure as inline ``<svg>`` markup: text kept as text (small, searchable), no date stamp or
+    RDF metadata block."""
     out = io.StringIO()
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "cas-report"}):
         fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     svg = out.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg[svg.index("<svg"):], count=1, flags=re.S)
     return re.sub(r"<svg ", f'<svg role="img" aria-label="{html.escape(title)}" ', svg, count=1)
 
 
