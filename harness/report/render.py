@@ -99,20 +99,21 @@ def _n_text(rows: Sequence[Mapping[str, Any]]) -> str:
 def summary_section(rows: Sequence[dict[str, Any]], records: Sequence[Mapping[str, Any]],
                     info: Mapping[str, Any]) -> Section:
     knobs = knob_names(records)
-    metrics = metric_columns(records)
     with_mode = any(r.get("truncation_mode") for r in rows)
-    headers = (["", "generator", *map(knob_header, knobs), "trained on", "Top-5 (%)", "Top-1 (%) [95% interval]"]
-               + [c.name + (" ± std" if c.std else "") for c in metrics[:1]] + [c.name for c in metrics[1:2]]
-               + (["N"] if metrics else []) + [c.name + (" ± std" if c.std else "") for c in metrics[2:]]
-               + (["truncation mode"] if with_mode else []) + ["seeds"])
+    metrics: list[tuple[str, Any]] = []
+    for column in metric_columns(records):
+        metrics.append((column.name + (" ± std" if column.std else ""), lambda r, c=column: _metric(r, c)))
+        if column.lower_is_better and not column.key.startswith("kid") and not any(h == "N" for h, _ in metrics):
+            metrics.append(("N", lambda r: f"{r['metric_n']:,}" if r.get("metric_n") else "–"))
+    headers = (["", "generator", *map(knob_header, knobs), "trained on", "Top-5 (%)", "Top-1 (%) [95% interval]",
+                *(h for h, _ in metrics)] + (["truncation mode"] if with_mode else []) + ["seeds"])
     table_rows, classes = [], []
     for r in rows:
         ok = r.get("top1") is not None
-        values = [_metric(r, c) for c in metrics]
         cells = [_mark(r), r["generator"], *(knob_value(r, k) for k in knobs), mode_label(r),
                  accuracy_text(r, "top5") if ok else "–",
-                 accuracy_text(r, "top1") if ok else "failed: " + "; ".join(r["errors"])]
-        cells += values[:2] + ([f"{r['metric_n']:,}" if r.get("metric_n") else "–"] if metrics else []) + values[2:]
+                 accuracy_text(r, "top1") if ok else "failed: " + "; ".join(r["errors"]),
+                 *(cell(r) for _, cell in metrics)]
         cells += ([r.get("truncation_mode") or "–"] if with_mode else [])
         cells += [f"{r['seeds']}/{r['cells']}"]
         table_rows.append(cells)
@@ -131,8 +132,9 @@ def summary_section(rows: Sequence[dict[str, Any]], records: Sequence[Mapping[st
            f"(N = {_n_text(rows)}) against the real train split; KID ± std and precision/recall (k = 3) on up to "
            f"{info.get('metrics_max_samples', '?')} samples per set; the Real row's are the held-out "
            f"{info.get('test_split', 'test')} split against the train split. " if metrics else "")
-        + "Truncation mode: scaled is z = τ·TN(−2, 2) (BigGAN's), resample is N(0, 1) redrawn outside [−2τ, 2τ]. "
-        f"{MARKS['best']}: the best Top-1 of its generator and training mode; {MARKS['tied']}: cannot be told apart "
+        + ("Truncation mode: scaled is z = τ·TN(−2, 2) (BigGAN's), resample is N(0, 1) redrawn outside "
+           "[−2τ, 2τ]. " if with_mode else "")
+        + f"{MARKS['best']}: the best Top-1 of its generator and training mode; {MARKS['tied']}: cannot be told apart "
         f"from that row: the 95% paired-bootstrap interval of the Top-1 difference over the test images contains 0 "
         f"where both rows kept their predictions, else their 95% intervals overlap (used here: "
         f"{', '.join(methods) or 'no row to compare'}).")
@@ -185,7 +187,7 @@ def per_class_section(rows: Sequence[dict[str, Any]], info: Mapping[str, Any]) -
     if real is None or not real.get("per_class_accuracy"):
         return Section("per-class", ["No Real row: per-class accuracy against Real needs a classifier trained on "
                                      "the real train split (a generator of kind `real`)."])
-    shown = {cell_name(_first(r)): r["per_class_accuracy"] for r in best if r.get("per_class_accuracy")}
+    shown = {cell_name(r): r["per_class_accuracy"] for r in best if r.get("per_class_accuracy")}
     if shown:
         svg, _ = per_class_curves(real["per_class_accuracy"], shown, names)
         blocks.append(Figure(svg, (
@@ -205,7 +207,7 @@ def per_class_section(rows: Sequence[dict[str, Any]], info: Mapping[str, Any]) -
     chosen = [real, *best]
     by_row = {id(r): {e["class_index"]: e for e in entries if _same(e, r)} for r in chosen}
     if len(names) <= ALL_CLASSES_UP_TO:
-        blocks.append(Table(["class", *(cell_name(_first(r)) for r in chosen)],
+        blocks.append(Table(["class", *(cell_name(r) for r in chosen)],
                             [[name, *(_acc_interval(by_row[id(r)][i]) for r in chosen)]
                              for i, name in enumerate(names)],
                             f"Per-class accuracy (%) on {_where(info)} with its Wilson 95% interval over the class's "
@@ -216,7 +218,7 @@ def per_class_section(rows: Sequence[dict[str, Any]], info: Mapping[str, Any]) -
         for r in best:
             gaps = sorted((e["accuracy"] - (e["real_accuracy"] or 0), i) for i, e in by_row[id(r)].items()
                           if e["accuracy"] is not None)
-            listed += [[cell_name(_first(r)), names[i], _acc_interval(by_row[id(r)][i]),
+            listed += [[cell_name(r), names[i], _acc_interval(by_row[id(r)][i]),
                         _acc_interval(by_row[id(real)][i]), f"{100 * g:+.1f}"] for g, i in gaps[:WORST_LISTED]]
         blocks.append(Table(["row", "class", "accuracy % [95%]", "Real % [95%]", "gap (points)"], listed,
                             f"The {WORST_LISTED} classes furthest below Real for each generator's best CAS row, with "
@@ -226,7 +228,7 @@ def per_class_section(rows: Sequence[dict[str, Any]], info: Mapping[str, Any]) -
         table = []
         for p in pairs:
             c = p["comparison"]
-            a, b = cell_name(_first(p["a"])), cell_name(_first(p["b"]))
+            a, b = cell_name(p["a"]), cell_name(p["b"])
             table.append([a, b, _pct(c.share_a_better), _pct(c.share_b_better), _pct(c.share_tied),
                           _class_list(c.a_better, names), _class_list(c.b_better, names)])
         blocks.append(Table(["a", "b", "a better (% classes)", "b better", "tied", "significantly better for a",
@@ -236,11 +238,6 @@ def per_class_section(rows: Sequence[dict[str, Any]], info: Mapping[str, Any]) -
                             "the classes where it wins significantly (Fisher's exact test per class, "
                             "Benjamini–Hochberg at 5%)."))
     return Section("per-class", blocks)
-
-
-def _first(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {"generator": row["generator"], "knobs": row["knobs"], "mode": row["mode"],
-            "augmentation_ratio": row["augmentation_ratio"]}
 
 
 def _same(entry: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
@@ -265,7 +262,7 @@ def classes_section(grids: Sequence[Mapping[str, Any]] | None, rows: Sequence[di
     real = real_row(rows)
     for grid in grids or []:
         row = grid["row"]
-        label = cell_name(_first(row))
+        label = cell_name(row)
         pc, ref = row["per_class_accuracy"], grid["real_per_class"]
 
         def listed(classes: Sequence[int], pc: Sequence[float | None] = pc, ref: Sequence[float | None] = ref) -> str:

@@ -16,7 +16,7 @@ import datetime
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 import numpy as np
@@ -31,9 +31,14 @@ from harness.report.render import render_html, render_markdown
 from harness.shards import ShardError, ShardSet
 from harness.store import Store, sha256_bytes
 
+if TYPE_CHECKING:
+    from harness.classify.recipes import Recipe
+    from harness.config import SweepConfig
+    from harness.data import RealData
+    from harness.plan import Cell
+
 RUN_INFO = "run.json"
 RESULTS = "results.json"
-REPORT_FILES = ("results.csv", "per_class.csv", "report.md", "report.html")
 LEADERBOARD_FILES = ("leaderboard.html", "leaderboard.md", "leaderboard.csv")
 GRID_IMAGES = 3
 
@@ -66,7 +71,7 @@ def load_run(store: Store, folder: str) -> tuple[list[dict[str, Any]], dict[str,
     return records, store.read_json(folder, RUN_INFO)
 
 
-def start_run(store: Store, folder: str, config: Any, real: Any) -> dict[str, Any]:
+def start_run(store: Store, folder: str, config: SweepConfig, real: RealData) -> dict[str, Any]:
     """Write the run's info with status ``incomplete`` and return it: what every view of the run needs to
     know besides the records (dataset, test split and its size, class names, generator specs)."""
     info = {"run": store.path(folder), "name": config.name, "status": "incomplete", "date": now(),
@@ -99,14 +104,14 @@ def extractor_weights(store: Store, records: Sequence[Mapping[str, Any]], incept
     return out
 
 
-def store_keys(real: Any, cells: Sequence[Any], recipe: Any) -> dict[str, str]:
+def store_keys(real: RealData, cells: Sequence[Cell], recipe: Recipe) -> dict[str, str]:
     """What the run read and wrote, by store key: the dataset, every sample set and every trial."""
     sets = {c.sample_set.key: c.sample_set for c in cells if c.sample_set}
     return {"dataset": real.key, **{f"samples {s.label}": key for key, s in sets.items()},
             **{f"trial {c.label}": c.trial_key(real, recipe) for c in cells}}
 
 
-def describe_run(info: Mapping[str, Any], store: Store, records: Sequence[Mapping[str, Any]], config: Any,
+def describe_run(info: Mapping[str, Any], store: Store, records: Sequence[Mapping[str, Any]], config: SweepConfig,
                  config_text: str, keys: Mapping[str, str], stage_seconds: Mapping[str, float]) -> dict[str, Any]:
     """The run's info with what the grid produced: sizes of the measured sample sets, the extractors and
     their weights' checksums (protocol fields of the leaderboard), and the provenance (config, code,
@@ -261,7 +266,6 @@ def collect_runs(store: Store) -> list[dict[str, Any]]:
 def write_leaderboard(store: Store) -> dict[str, Any]:
     """Merge every run of the store into leaderboard.html, .md and .csv at the store's root."""
     board = leaderboard(collect_runs(store))
-    store.write_text(leaderboard_html(board), "leaderboard.html")
-    store.write_text(leaderboard_markdown(board), "leaderboard.md")
-    store.write_text(leaderboard_csv(board), "leaderboard.csv")
+    for name, view in zip(LEADERBOARD_FILES, (leaderboard_html, leaderboard_markdown, leaderboard_csv), strict=True):
+        store.write_text(view(board), name)
     return board
