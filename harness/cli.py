@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import layout, plan
@@ -94,6 +95,85 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 1 if "error" in result else 0
 
 
+def _stored_run_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A command on stored runs whose errors (a folder that is not a run, a cell name that matches nothing,
+    records of another version) are reported as such, exit code 2."""
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (ValueError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_stored_run_errors
+def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild a stored run's report, CSV files and CAS table from its records; nothing is recomputed."""
+    from harness.report.aggregate import table_lines
+    from harness.report.runs import build_report, load_run, split_run
+
+    store, folder = split_run(args.run)
+    rows = build_report(store, folder)
+    records, _ = load_run(store, folder)
+    print("\n".join([*table_lines(rows, records), "", store.path(folder, "report.html")]), flush=True)
+    return 0
+
+
+@_stored_run_errors
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Merge every run of a store into leaderboard.html, .md and .csv at the store's root."""
+    from harness.report.runs import LEADERBOARD_FILES, write_leaderboard
+    from harness.store import Store
+
+    store = Store.open(args.store)
+    board = write_leaderboard(store)
+    rows = sum(len(t["rows"]) for t in board["tables"])
+    print(f"{rows} rows in {len(board['tables'])} protocol tables; {len(board['incomplete'])} incomplete runs "
+          f"listed apart", file=sys.stderr)
+    print("\n".join(store.path(name) for name in LEADERBOARD_FILES), flush=True)
+    return 0
+
+
+@_stored_run_errors
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Two cells' Top-1 difference with a paired-bootstrap interval and p-value, McNemar's test for one seed
+    each, and the per-class comparison with Benjamini–Hochberg control."""
+    from harness.report.compare import (
+        cell_label,
+        compare,
+        comparison_lines,
+        correctness,
+        parse_cell,
+        predictions_of,
+        select_cell,
+    )
+    from harness.report.runs import load_run, shard_labels, split_run
+
+    cells, test_sets = [], []
+    default_run = None
+    for text in (args.a, args.b):
+        run, fields = parse_cell(text)
+        run = run or default_run
+        if not run:
+            raise ValueError(f"{text!r}: name the run folder before '#'")
+        default_run = run
+        store, folder = split_run(run)
+        records, info = load_run(store, folder)
+        chosen = select_cell(records, fields, store.path(folder))
+        cells.append((store, predictions_of(chosen, store.path(folder)), chosen))
+        test_sets.append((info["dataset"], info["test_folder"]))
+    if test_sets[0] != test_sets[1]:
+        raise ValueError(f"the cells were tested on different test sets ({test_sets[0][1]} and {test_sets[1][1]}): "
+                         f"a paired comparison needs the same test images")
+    labels = shard_labels(cells[0][0], info["test_folder"])
+    correct = [correctness(store, paths, labels) for store, paths, _ in cells]
+    result = compare(correct[0], correct[1], labels, len(info["class_names"]), n_boot=args.resamples)
+    print("\n".join(comparison_lines(result, cell_label(cells[0][2]), cell_label(cells[1][2]), info["class_names"])))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Classification Accuracy Score harness "
                                      "(Ravuri & Vinyals 2019) for class-conditional generators.")
@@ -119,6 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ratio", type=float, default=0.0, help="NAS augmentation ratio (default: CAS)")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("report", help="rebuild a stored run's report from its records (recomputes nothing)")
+    p.add_argument("run", help="run folder (path or URI), <store>/runs/<name>, as `harness sweep` prints it")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("leaderboard", help="merge every run of a store into leaderboard.html/.md/.csv")
+    p.add_argument("store", nargs="?", default="store", help="store folder or URI (default: ./store)")
+    p.set_defaults(func=cmd_leaderboard)
+    p = sub.add_parser("compare", help="compare two cells' Top-1 from their stored predictions")
+    for name in ("a", "b"):
+        p.add_argument(name, help="RUN#GENERATOR[,KNOB=VALUE][,mode=cas|nas|real][,ratio=R][,seed=S]; "
+                       "without a seed every seed is pooled" + ("; '#…' alone means a's run" if name == "b" else ""))
+    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
+    p.set_defaults(func=cmd_compare)
     kube_commands.add_commands(sub)
     return parser
 

@@ -93,11 +93,13 @@ class Store:
         self.write_bytes(text.encode(), *parts)
 
     def list(self, *parts: str) -> list[str]:
-        """Names directly under ``parts`` (empty if the folder does not exist)."""
-        path = self._fs_path(*parts)
+        """Names directly under ``parts`` (empty if the folder does not exist). An object store's listing
+        may hold the folder's own marker object; it is not a name under it."""
+        path = self._fs_path(*parts).rstrip("/")
         if not self.fs.exists(path):
             return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)
+                      if p.rstrip("/") != path)
 
 
 def encode_arrays(**arrays: np.ndarray) -> bytes:

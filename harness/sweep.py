@@ -6,12 +6,12 @@ can get wrong is found by :func:`harness.plan.check` before data is read or Ray 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from harness import layout, plan
 from harness.config import SweepConfig
 from harness.data import RealData, materialize
+from harness.progress import format_seconds, status
 from harness.ray_env import check_store_reach, connect
 from harness.store import Store
 
@@ -31,24 +31,34 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     ``source`` names the config file in error messages."""
     from harness.classify.grid import run_trials
     from harness.metrics.sets import measure
-    from harness.report import write_report
     from harness.report.records import RunContext, make_record
+    from harness.report.runs import StageTimer, describe_run, finish_run, start_run, store_keys, write_report
     from harness.sample import run_sampling
 
-    started = time.monotonic()
-    recipe = plan.check(config, source)
-    store, real = prepare(config, address)
+    timer = StageTimer()
+    with timer.stage("prepare"):
+        recipe = plan.check(config, source)
+        store, real = prepare(config, address)
     run_folder = layout.run(config.name)
+    info = start_run(store, run_folder, config, real)
     if config_text is not None:
         store.write_text(config_text, run_folder, "config.yaml")
     cells = plan.plan_cells(config, real)
-    sampling = run_sampling(plan.sample_sets(cells), real, store, config.sampler)
-    trainable = [c for c in cells if c.sample_set is None or c.sample_set.key not in sampling.failed]
-    trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
-    results = [next(trained) if c in trainable else {"error": sampling.failed[c.sample_set.key]} for c in cells]
-    metrics = measure(config, real, store, cells, results, recipe)
+    with timer.stage("sample"):
+        sampling = run_sampling(plan.sample_sets(cells), real, store, config.sampler)
+    with timer.stage("train"):
+        trainable = [c for c in cells if c.sample_set is None or c.sample_set.key not in sampling.failed]
+        trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
+        results = [next(trained) if c in trainable else {"error": sampling.failed[c.sample_set.key]} for c in cells]
+    with timer.stage("measure"):
+        metrics = measure(config, real, store, cells, results, recipe)
     context = RunContext(dataset=real.key, recipe_name=config.classifier.recipe, recipe=recipe)
     records = [make_record(c, r, metrics.get(c.sample_set.folder if c.sample_set else real.val.folder, {}),
                            context).to_dict() for c, r in zip(cells, results, strict=True)]
-    write_report(store, run_folder, records, real, elapsed=time.monotonic() - started)
+    info = describe_run(info, store, records, config, config_text or "", store_keys(real, cells, recipe),
+                        timer.seconds)
+    with timer.stage("report"):
+        write_report(store, run_folder, records, info)
+    finish_run(store, run_folder, info, timer.seconds)
+    status(f"sweep finished in {format_seconds(sum(timer.seconds.values()))}; results, report and config in:")
     return store.path(run_folder), records

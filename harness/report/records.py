@@ -15,13 +15,15 @@ from typing import Any
 from harness.classify.recipes import Recipe, recipe_record
 from harness.plan import Cell
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 
 
 @dataclass(frozen=True)
 class Record:
     """One cell: where it sits in the grid, how it was made, and what it scored (or why it failed).
 
+    ``params`` are the generator spec's parameters (with ``kind``, its identity on the leaderboard);
+    ``predictions`` the store path of the test-set top-5 predictions, where the trial kept them.
     ``metrics`` holds the sample set's IS/FID/KID/precision/recall under the keys the metrics
     declare (``harness.metrics.sets.METRIC_KEYS``), with the extractor that made them.
     """
@@ -49,6 +51,8 @@ class Record:
     train_seconds: float | None = None
     world_size: int | None = None
     model: str | None = None
+    params: dict[str, Any] | None = None
+    predictions: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -87,7 +91,7 @@ def make_record(cell: Cell, result: dict[str, Any], metrics: dict[str, Any], run
             "truncation_mode": s.generator.truncation_mode if s else None,
             "augmentation_ratio": cell.augmentation_ratio, "seed": cell.seed, "recipe": run.recipe_name,
             "recipe_settings": recipe_record(run.recipe), "sample_set": s.folder if s else None,
-            "dataset": run.dataset, "metrics": metrics}
+            "dataset": run.dataset, "params": s.generator.params if s else {}, "metrics": metrics}
     if "error" in result:
         return Record(**made, status="failed", error=result["error"])
     return Record(**made, status="ok", **result)
