@@ -8,6 +8,7 @@ generator samples are both shard sets, so the trainer reads one format.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,8 +83,8 @@ class ShardSet:
             return None
         data = self.store.read_bytes(self.folder, name)
         try:
-            labels = decode_arrays(data)["labels"]
-        except Exception:  # a truncated or foreign file is resampled, not trusted
+            labels = decode_arrays(data)["labels"]  # decoding every member checks each one's CRC-32
+        except Exception:  # a truncated, altered or foreign file is resampled, not trusted
             return None
         return shard_entry(name, data, labels, num_classes)
 
@@ -93,7 +94,9 @@ class ShardSet:
         counts = np.sum([e["counts"] for e in entries], axis=0).astype(int).tolist()
         manifest = {"spec": spec, "num_classes": num_classes, "image_shape": list(image_shape),
                     "n": int(sum(e["n"] for e in entries)), "counts": counts, "shards": entries}
-        self.store.write_json(manifest, self.folder, MANIFEST)
+        from harness.verify import write_checked  # verify reads shard sets: imported here, not at the top
+
+        write_checked(self.store, json.dumps(manifest, indent=2, sort_keys=True).encode(), self.folder, MANIFEST)
         return manifest
 
     def read_shard(self, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
