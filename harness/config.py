@@ -165,7 +165,8 @@ class ClassifierConfig(_Strict):
     way each worker (or the trial process) holds ``cpus_per_worker`` CPUs, one GPU if
     ``use_gpu``, and the custom Ray resources in ``resources_per_worker`` (such as
     ``{"a100": 1}``, which a node declares with ``ray start --resources``), so trials run
-    only on nodes that offer all of them.
+    only on nodes that offer all of them. A trial still training ``trial_timeout_s``
+    seconds after it started is stopped and its cell fails (left out: no limit).
     """
 
     recipe: str
@@ -174,6 +175,7 @@ class ClassifierConfig(_Strict):
     use_gpu: bool = False
     cpus_per_worker: float = Field(default=1, gt=0)
     resources_per_worker: dict[str, float] = Field(default_factory=dict)
+    trial_timeout_s: float | None = Field(default=None, gt=0)
 
     @field_validator("recipe")
     @classmethod
@@ -195,6 +197,8 @@ class SamplerConfig(_Strict):
     ``num_actors`` fixes how many actors there are; left out, it is as many as the
     cluster holds now, or one per shard while the cluster has none of what an actor needs
     (an autoscaling cluster at zero), which is the demand that makes it add nodes.
+    A generator whose ``sample()`` call takes longer than ``batch_timeout_s`` seconds for
+    one batch is taken to hang: its sample sets fail, naming it, and the sweep goes on.
     """
 
     num_actors: int | None = Field(default=None, ge=1)
@@ -203,6 +207,7 @@ class SamplerConfig(_Strict):
     resources: dict[str, float] = Field(default_factory=dict)
     batch_size: int = Field(default=256, ge=1)
     shard_size: int = Field(default=10_000, ge=1)
+    batch_timeout_s: float = Field(default=900, gt=0)
 
     @field_validator("resources")
     @classmethod

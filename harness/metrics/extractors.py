@@ -19,6 +19,7 @@ from harness.metrics.features import DomainExtractor, InceptionExtractor
 from harness.metrics.inception import FEATURE_EXTRACTOR, PREPROCESSING
 from harness.registry import EXTRACTORS
 from harness.store import Store, spec_key
+from harness.verify import read_checked
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def build_domain(spec: ExtractorSpec, store: Store, device: torch.device) -> Cal
     from harness.classify.models import build_model
 
     model = build_model(spec.model_name, spec.image_shape[0], spec.num_classes)
-    state = torch.load(io.BytesIO(store.read_bytes(spec.model_path)), weights_only=True, map_location="cpu")
+    state = torch.load(io.BytesIO(read_checked(store, spec.model_path)), weights_only=True, map_location="cpu")
     model.load_state_dict(state)
     model = model.to(device).eval()
     return DomainExtractor(model.body, model.head, to_model_input, spec.name, MODEL_INPUT)

@@ -29,6 +29,7 @@ from harness import layout
 from harness.classify.recipes import Recipe
 from harness.config import SweepConfig
 from harness.data import RealData
+from harness.lease import in_turns
 from harness.metrics.extractors import ExtractorSpec, build_extractor
 from harness.metrics.features import extract
 from harness.metrics.scores import kid, precision_recall
@@ -38,6 +39,7 @@ from harness.progress import Progress, status
 from harness.ray_env import cluster_fits, error_text
 from harness.shards import ShardSet
 from harness.store import Store
+from harness.verify import read_trusted, write_checked
 
 IS_SPLITS = 10
 
@@ -116,22 +118,42 @@ def _cache_path(folder: str, spec: ExtractorSpec, max_samples: int) -> str:
 
 def compute_set_features(folders: list[str], store: Store, spec: ExtractorSpec, max_samples: int,
                          batch_size: int, num_gpus: float, num_actors: int) -> dict[str, SetFeatures | str]:
-    """Pooled features of each shard set (from the store's cache where present), or its error."""
+    """Pooled features of each shard set (from the store's cache where present), or its error.
+
+    A cached file that does not match its checksum is removed and made again; a set that a
+    concurrent sweep is extracting is waited for and reused (leases on the cache files)."""
+    out: dict[str, SetFeatures | str] = {}
+    missing: dict[str, str] = {}
+    for folder in folders:
+        data = read_trusted(store, _cache_path(folder, spec, max_samples))
+        if data is None:
+            missing[_cache_path(folder, spec, max_samples)] = folder
+        else:
+            out[folder] = SetFeatures.from_bytes(data)
+    status(f"[features] {len(folders)} sets ({spec.name}): {len(out)} cached in the store, "
+           f"{len(missing)} to extract")
+    for owned in in_turns(store, list(missing), done=store.exists):
+        out.update(_extract({path: missing[path] for path in owned}, store, spec, max_samples, batch_size,
+                            num_gpus, num_actors))
+    for path, folder in missing.items():
+        if folder not in out:
+            data = read_trusted(store, path)
+            out[folder] = SetFeatures.from_bytes(data) if data is not None else f"features of {folder} are missing"
+    return out
+
+
+def _extract(sets: dict[str, str], store: Store, spec: ExtractorSpec, max_samples: int, batch_size: int,
+             num_gpus: float, num_actors: int) -> dict[str, SetFeatures | str]:
+    """Extract and pool the features of ``sets`` (cache path → shard set folder), caching each."""
     out: dict[str, SetFeatures | str] = {}
     tasks = []
-    for folder in folders:
-        if store.exists(_cache_path(folder, spec, max_samples)):
-            out[folder] = SetFeatures.from_bytes(store.read_bytes(_cache_path(folder, spec, max_samples)))
-            continue
+    for folder in sets.values():
         entries = ShardSet(store, folder).manifest()["shards"]
         total, first = sum(e["n"] for e in entries), 0
         for entry in entries:
             tasks.append((folder, entry, first, total, max_samples))
             first += entry["n"]
-    status(f"[features] {len(folders)} sets ({spec.name}): {len(out)} cached in the store, "
-          f"{len(folders) - len(out)} to extract ({len(tasks)} shards)")
-    if not tasks:
-        return out
+    status(f"[features] extracting {len(sets)} sets ({len(tasks)} shards)")
     actors = [FeatureWorker.options(num_cpus=1, num_gpus=num_gpus).remote(store.root, spec, batch_size)
               for _ in range(min(num_actors, len(tasks)))]
     pool = ray.util.ActorPool(actors)
@@ -142,7 +164,8 @@ def compute_set_features(folders: list[str], store: Store, spec: ExtractorSpec, 
         progress.advance()
     for actor in actors:
         ray.kill(actor)
-    for folder, results in parts.items():
+    for path, folder in sets.items():
+        results = parts[folder]
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             out[folder] = errors[0]
@@ -152,8 +175,9 @@ def compute_set_features(folders: list[str], store: Store, spec: ExtractorSpec, 
             stats = stats.merge(FeatureStats.from_dict(r["stats"]))
         is_sums = {k: np.sum([r["is"][k] for r in results], axis=0) for k in ("n", "sum_p", "sum_plogp")}
         subset = np.concatenate([r["kept"] for r in sorted(results, key=lambda r: r["first_row"])])
-        out[folder] = SetFeatures(stats, is_sums, subset)
-        store.write_bytes(out[folder].to_bytes(), _cache_path(folder, spec, max_samples))
+        features = SetFeatures(stats, is_sums, subset)
+        write_checked(store, features.to_bytes(), path)
+        out[folder] = features
     return out
 
 
