@@ -198,6 +198,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     correct = [correctness(store, paths, labels) for store, paths, _ in cells]
     result = compare(correct[0], correct[1], labels, len(info["class_names"]), n_boot=args.resamples)
     print("\n".join(comparison_lines(result, cell_label(cells[0][2]), cell_label(cells[1][2]), info["class_names"])))
+    return 0
+
+
 def _open_store(uri: str, what: str) -> Store:
     """A store that exists, for the commands that inspect one."""
     from harness.preflight import check_store
