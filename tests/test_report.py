@@ -23,14 +23,14 @@ def _record(generator: str, mode: str, tau: float | None, seed: int, per_class: 
 def test_summary_rows_worst_classes_gaps_and_failures() -> None:
     records = [
         _record("real", "real", None, 0, [1.0, 0.9, 1.0]),
-        _record("g", "cas", 0.5, 0, [0.2, 0.9, 0.6], fid=10.0, is_mean=3.0),
-        _record("g", "cas", 0.5, 1, [0.4, 0.9, 0.8], fid=12.0, is_mean=3.2),
+        _record("g", "cas", 0.5, 0, [0.2, 0.9, 0.6], fd_inception=10.0, is_mean=3.0),
+        _record("g", "cas", 0.5, 1, [0.4, 0.9, 0.8], fd_inception=12.0, is_mean=3.2),
         {**_record("g", "cas", 1.0, 0, [0, 0, 0]), "status": "failed", "error": "GeneratorError: broken"},
     ]
     rows = summarize(records, NAMES)
     real, half, one = rows
     assert half["seeds"] == 2 and half["top1"] == pytest.approx(0.6333, abs=1e-4)
-    assert half["top1_std"] == pytest.approx(0.0667, abs=1e-4) and half["fid"] == 11.0
+    assert half["top1_std"] == pytest.approx(0.0667, abs=1e-4) and half["fd_inception"] == 11.0
     assert half["worst_classes"][0] == ("cat", pytest.approx(0.3))
     assert half["per_class_gap"] == pytest.approx([0.7, 0.0, 0.3])
     assert "top1" not in one and one["errors"] == ["GeneratorError: broken"]
@@ -46,7 +46,7 @@ def test_summary_rows_worst_classes_gaps_and_failures() -> None:
 
 
 def test_correlations_over_a_truncation_sweep() -> None:
-    rows = summarize([_record("g", "cas", t, 0, [a, a, a], fid=f, is_mean=i)
+    rows = summarize([_record("g", "cas", t, 0, [a, a, a], fd_inception=f, is_mean=i)
                       for t, a, f, i in [(0.2, 0.5, 9.0, 5.0), (0.5, 0.7, 7.0, 4.0), (1.0, 0.9, 8.0, 3.0)]], NAMES)
     [corr] = correlations(rows)
     assert corr["points"] == 3 and corr["top1_vs_is"] == pytest.approx(-1.0)
@@ -55,6 +55,6 @@ def test_correlations_over_a_truncation_sweep() -> None:
 
 
 def test_results_csv_has_per_class_columns() -> None:
-    records = [_record("g", "cas", 0.5, 0, [0.2, None, 0.6], fid=1.5)]
+    records = [_record("g", "cas", 0.5, 0, [0.2, None, 0.6], fd_inception=1.5)]
     rows = list(csv.DictReader(io.StringIO(results_csv(records, NAMES))))
-    assert rows[0]["acc_cat"] == "0.2" and rows[0]["acc_dog"] == "" and rows[0]["fid"] == "1.5"
+    assert rows[0]["acc_cat"] == "0.2" and rows[0]["acc_dog"] == "" and rows[0]["fd_inception"] == "1.5"

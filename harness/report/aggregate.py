@@ -9,7 +9,7 @@ import statistics
 from typing import Any
 
 from harness.data import RealData
-from harness.metrics.sets import METRIC_KEYS
+from harness.metrics.sets import is_metric_key
 from harness.progress import format_seconds, status
 from harness.report.render import render_html, render_markdown
 from harness.store import Store
@@ -19,7 +19,11 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
 
 
-METRICS = tuple(k for k in METRIC_KEYS if not k.endswith("_std"))
+def fd_key(rows: list[dict[str, Any]]) -> str | None:
+    """The Fréchet distance the table and correlations show: FID (``fd_inception``) where measured, else the
+    first other feature space's."""
+    keys = sorted({k for r in rows for k in r if k.startswith("fd_")})
+    return "fd_inception" if "fd_inception" in keys else next(iter(keys), None)
 
 
 def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dict[str, Any]]:
@@ -38,7 +42,7 @@ def summarize(records: list[dict[str, Any]], class_names: list[str]) -> list[dic
                                "truncation": dict(knobs).get("truncation"), "augmentation_ratio": ratio,
                                "seeds": len(rs), "failed": len(rs) - len(ok),
                                "errors": sorted({r["error"] for r in rs if r["status"] != "ok"})}
-        for metric in METRICS:
+        for metric in sorted({k for r in rs for k in r if is_metric_key(k) and not k.endswith("_std")}):
             values = [r[metric] for r in rs if r.get(metric) is not None]
             if values:
                 row[metric] = statistics.fmean(values)
@@ -60,14 +64,15 @@ def correlations(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Pearson correlation of CAS Top-1 with IS and with FID over each generator's truncation
     sweep (the paper: BigGAN-deep, corr(Top-1, FID) = 0.16, corr(Top-1, IS) = -0.86)."""
     out = []
+    fd = fd_key(rows)
     for generator in dict.fromkeys(r["generator"] for r in rows):
         sweep = [r for r in rows if r["generator"] == generator and r["mode"] == "cas"
-                 and r["truncation"] is not None and "top1" in r and "fid" in r and "is_mean" in r]
+                 and r["truncation"] is not None and "top1" in r and fd in r and "is_mean" in r]
         if len(sweep) >= 3:
             top1 = [r["top1"] for r in sweep]
             out.append({"generator": generator, "points": len(sweep),
                         "top1_vs_is": _pearson(top1, [r["is_mean"] for r in sweep]),
-                        "top1_vs_fid": _pearson(top1, [r["fid"] for r in sweep])})
+                        "top1_vs_fid": _pearson(top1, [r[fd] for r in sweep])})
     return out
 
 
@@ -111,6 +116,7 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
     head = (f"{'generator':<16} {'τ':>5} {'train on':<10} {'Top-1':>13} {'Top-5':>13} {'FID':>8} {'IS':>7}"
             f"  worst classes (accuracy)")
     lines = [head, "-" * len(head)]
+    fd = fd_key(rows)
     for row in rows:
         tau = "-" if row["truncation"] is None else f"{row['truncation']:g}"
         mode = {"real": "real", "cas": "samples"}.get(row["mode"]) or f"real+{row['augmentation_ratio']:g}×"
@@ -121,7 +127,7 @@ def table_lines(rows: list[dict[str, Any]]) -> list[str]:
         top1 = f"{row['top1']:.4f}" + (f"±{row['top1_std']:.3f}" if pm else "")
         top5 = f"{row['top5']:.4f}" + (f"±{row['top5_std']:.3f}" if pm else "")
         worst = ", ".join(f"{name} {acc:.2f}" for name, acc in row["worst_classes"])
-        fid = f"{row['fid']:.2f}" if "fid" in row else "-"
+        fid = f"{row[fd]:.2f}" if fd in row else "-"
         inception = f"{row['is_mean']:.2f}" if "is_mean" in row else "-"
         lines.append(f"{row['generator']:<16} {tau:>5} {mode:<10} {top1:>13} {top5:>13} {fid:>8} {inception:>7}"
                      f"  {worst}")
@@ -133,7 +139,7 @@ def write_report(store: Store, run_folder: str, records: list[dict[str, Any]], r
     """Write the run's results and report into the store; print the table."""
     class_names = list(real.class_names)
     rows = summarize(records, class_names)
-    extractors = sorted({r["feature_extractor"] for r in records if r.get("feature_extractor")})
+    extractors = sorted({name for r in records for name in (r.get("extractor_names") or {}).values()})
     info = {"run": store.path(run_folder), "dataset": real.key, "class_names": class_names,
             "feature_extractor": ", ".join(extractors) or None,
             "n_train": real.n_train, "elapsed_seconds": round(elapsed, 1)}

@@ -22,8 +22,8 @@ RECORD_VERSION = 2
 class Record:
     """One cell: where it sits in the grid, how it was made, and what it scored (or why it failed).
 
-    ``metrics`` holds the sample set's IS/FID/KID/precision/recall under the keys the metrics
-    declare (``harness.metrics.sets.METRIC_KEYS``), with the extractor that made them.
+    ``metrics`` holds the sample set's IS/FD/KID/precision/recall under the keys the metrics
+    declare (``harness.metrics.sets.METRICS``; ``fd_<extractor>`` …), with the extractors that made them.
     """
 
     generator: str
