@@ -155,3 +155,12 @@ def test_domain_features_need_a_real_generator(tmp_path: Path) -> None:
     text = BASE.replace("  - {name: real, kind: real}\n", "") + "metrics: {extractors: [domain]}\n"
     with pytest.raises(ConfigError, match="'domain' uses the classifier trained on real data"):
         load_config(write_config(tmp_path / "d.yaml", text))
+
+
+def test_imagenet256_dit_is_the_issue_grid() -> None:
+    config = load_config(ROOT / "configs" / "imagenet256-dit.yaml")
+    dit = next(g for g in config.generators if g.kind == "diffusers")
+    assert dit.params["model"] == "facebook/DiT-XL-2-256" and config.classifier.recipe == "paper-imagenet"
+    assert dit.sweep == {"guidance_scale": [1.0, 1.5, 2.0, 3.0, 4.0]}
+    assert [k["guidance_scale"] for k in dit.knob_grid()] == [1.0, 1.5, 2.0, 3.0, 4.0]
+    assert config.metrics.extractors == ["inception", "dinov2"] and config.metrics.num_samples == 50_000

@@ -239,3 +239,9 @@ def test_inception_and_dinov2_in_one_pass_on_a_small_rgb_set(ray_local, tmp_path
 
     again = compute_set_features(sets, store, specs[1:], 20, 0, 10, 0, 1)  # cached: no actor starts
     assert np.array_equal(again[real.val.folder]["dinov2"].stats.sum_x, fake["dinov2"].stats.sum_x)
+
+    missing = ExtractorSpec("inception", weights=str(tmp_path / "absent.pth"))  # pinned weights, not at hand
+    partial = compute_set_features(sets, store, [missing, specs[1]], 20, 0, 10, 0, 1)
+    assert "absent.pth" in partial[real.val.folder]["inception"] and "does not exist" in partial[real.val.folder][
+        "inception"]
+    assert isinstance(partial[real.val.folder]["dinov2"], SetFeatures)  # the other extractor is unaffected

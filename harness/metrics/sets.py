@@ -195,10 +195,12 @@ class FeatureWorker:
 
     def shard(self, folder: str, rows: ShardRows, kinds: list[str]) -> dict[str, Any]:
         parts: dict[str, Any] = {k: {"error": self.errors[k]} for k in kinds if k in self.errors}
+        extractors = {k: self.extractors[k] for k in kinds if k in self.extractors}
+        if not extractors:
+            return {"folder": folder, "index": rows.index, "parts": parts}
         try:
             images, labels = ShardSet(self.store, folder).read_shard(rows.entry)
-            parts.update(shard_summary(images, labels, rows, {k: self.extractors[k] for k in kinds
-                                                              if k in self.extractors}, self.batch_size, self.device))
+            parts.update(shard_summary(images, labels, rows, extractors, self.batch_size, self.device))
         except Exception as err:  # noqa: BLE001 - returned as a value so the set, not the pool, fails
             parts.update({k: {"error": f"{type(err).__name__}: {err}"} for k in kinds if k not in parts})
         return {"folder": folder, "index": rows.index, "parts": parts}
