@@ -224,18 +224,14 @@ DINOV2_ARCHITECTURE = ("depth", "embed_dim", "num_heads")
 class MetricsConfig(_Strict):
     """IS, FD, KID and precision/recall of every sample set, in one or more feature spaces.
 
-    ``extractors``: a list of registered extractors (``harness.registry.EXTRACTORS``:
-    ``inception``, the standard FID Inception-v3; ``dinov2``, DINOv2 ViT-L/14 as dgm-eval uses
-    it; ``domain``, the classifier trained on the real data in the same sweep), all computed
-    in one pass over each shard; ``auto`` (domain for images smaller than 32×32 or with one
-    channel when a real-data classifier is trained, else inception) or ``none``. Pinned
-    weights are downloaded once and checked, or read from ``inception_weights`` /
-    ``dinov2_weights`` (or ``CAS_INCEPTION_WEIGHTS`` / ``CAS_DINOV2_WEIGHTS``) as local files;
-    ``random`` gives random weights, for tests and timing, and then ``dinov2_architecture``
-    may shrink the ViT (``depth``, ``embed_dim``, ``num_heads``).
-    IS and FD use ``num_samples`` random rows of each set (the paper's IS-50K/FID-50K; IS in
-    10 splits) against the whole real train split; KID and precision/recall a class-stratified
-    random subset of ``max_samples`` rows; ``seed`` fixes which rows.
+    ``extractors``: registered extractors (``harness.registry.EXTRACTORS``: ``inception``,
+    ``dinov2``, ``domain``, the classifier trained on the real data), computed in one pass over
+    each shard; ``auto`` (domain for images smaller than 32×32 or grey when a real-data
+    classifier is trained, else inception) or ``none``. Pinned weights are downloaded once and
+    checked, or read from ``*_weights`` (or ``CAS_INCEPTION_WEIGHTS``/``CAS_DINOV2_WEIGHTS``);
+    ``random`` is for tests, and then ``dinov2_architecture`` may shrink the ViT. IS and FD use
+    ``num_samples`` random rows of each set (IS-50K/FID-50K) against the whole real train split,
+    KID and precision/recall a class-stratified random subset of ``max_samples``; ``seed`` fixes them.
     """
 
     extractors: Literal["auto", "none"] | list[str] = "auto"
@@ -257,25 +253,22 @@ class MetricsConfig(_Strict):
     @field_validator("extractors")
     @classmethod
     def _known_extractors(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, str):
-            return value
-        if not value:
-            raise ValueError("list at least one extractor, or write 'none' for no metrics")
-        for name in value:
-            if name not in EXTRACTORS:
-                raise ValueError(f"unknown extractor {name!r}; expected one of {', '.join(EXTRACTORS.names())}")
-        if len(set(value)) != len(value):
-            raise ValueError(f"extractors must be unique; got {value}")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("list at least one extractor, or write 'none' for no metrics")
+            for name in value:
+                _registered(EXTRACTORS, name)
+            if len(set(value)) != len(value):
+                raise ValueError(f"extractors must be unique; got {value}")
         return value
 
     @model_validator(mode="after")
     def _architecture(self) -> MetricsConfig:
         unknown = sorted(set(self.dinov2_architecture) - set(DINOV2_ARCHITECTURE))
-        if unknown:
-            raise ValueError(f"dinov2_architecture: unknown settings {unknown}; allowed: {list(DINOV2_ARCHITECTURE)}")
         bad = {k: v for k, v in self.dinov2_architecture.items() if not 1 <= v <= 4096}
-        if bad:
-            raise ValueError(f"dinov2_architecture: settings must lie in [1, 4096]; got {bad}")
+        if unknown or bad:
+            raise ValueError(f"dinov2_architecture: settings {list(DINOV2_ARCHITECTURE)} in [1, 4096] only; got "
+                             f"{self.dinov2_architecture}")
         if self.dinov2_architecture and self.dinov2_weights != "random":
             raise ValueError("dinov2_architecture changes the network's size, so it needs dinov2_weights: random; "
                              "the pinned checkpoint is ViT-L/14")

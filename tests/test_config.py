@@ -134,14 +134,15 @@ def test_metrics_extractors(tmp_path: Path, metrics: str, expected: object) -> N
 
 
 @pytest.mark.parametrize(("metrics", "expected"), [
-    ("{extractors: [inception, clip]}", "metrics.extractors: unknown extractor 'clip'; expected one "
-                                        "of inception, domain, dinov2"),
+    ("{extractors: [inception, clip]}", "metrics.extractors: expected one of inception, domain, dinov2 (given: "
+                                        "['inception', 'clip'])"),
     ("{extractors: []}", "list at least one extractor, or write 'none'"),
     ("{extractors: [dinov2, dinov2]}", "extractors must be unique"),
     ("{dinov2_architecture: {depth: 2}}", "dinov2_architecture changes the network's size, so it needs "
                                           "dinov2_weights: random"),
-    ("{dinov2_weights: random, dinov2_architecture: {layers: 2}}", "unknown settings ['layers']"),
-    ("{dinov2_weights: random, dinov2_architecture: {depth: 0}}", "settings must lie in [1, 4096]"),
+    ("{dinov2_weights: random, dinov2_architecture: {layers: 2}}",
+     "metrics: dinov2_architecture: settings ['depth', 'embed_dim', 'num_heads'] in [1, 4096] only; got {'layers': 2}"),
+    ("{dinov2_weights: random, dinov2_architecture: {depth: 0}}", "in [1, 4096] only; got {'depth': 0}"),
     ("{num_samples: 5}", "metrics.num_samples: Input should be greater than or equal to 10"),
 ])
 def test_metrics_errors(tmp_path: Path, metrics: str, expected: str) -> None:

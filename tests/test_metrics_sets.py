@@ -15,15 +15,13 @@ from harness.data import materialize
 from harness.metrics import FeatureStats, inception_score
 from harness.metrics.extractors import ExtractorSpec, build_extractor
 from harness.metrics.features import extract
+from harness.metrics.rows import IS_SPLITS, class_allocation, plan_rows
 from harness.metrics.sets import (
-    IS_SPLITS,
     SetFeatures,
-    class_allocation,
     compute_set_features,
     inception_score_from_partials,
     is_metric_key,
     is_partials,
-    plan_rows,
     pool,
     sample_metrics,
     shard_summary,
