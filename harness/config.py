@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.knobs import TRUNCATION_MODES
-from harness.registry import DATASETS, GENERATORS, RECIPES, Registry, resolve_params
+from harness.registry import DATASETS, EXTRACTORS, GENERATORS, RECIPES, Registry, resolve_params
 
 #: Seeds feed numpy (non-negative) and torch (below 2**64, multiplied by the trainer) generators.
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
@@ -222,22 +222,62 @@ class SamplerConfig(_Strict):
         return self
 
 
-class MetricsConfig(_Strict):
-    """IS, FID, KID and precision/recall of every sample set.
+#: What ``metrics.dinov2_architecture`` may override (timm ViT settings), with random weights only.
+DINOV2_ARCHITECTURE = ("depth", "embed_dim", "num_heads")
 
-    ``feature_extractor``: ``inception`` (the standard FID Inception-v3; weights downloaded
-    once and checked, or ``inception_weights``/``CAS_INCEPTION_WEIGHTS`` as a local file),
-    ``domain`` (the classifier trained on the real data in the same sweep), ``auto``
-    (domain for images smaller than 32×32 or with one channel, else inception) or ``none``.
-    KID and precision/recall use the first ``max_samples`` samples of each set.
+
+class MetricsConfig(_Strict):
+    """IS, FD, KID and precision/recall of every sample set, in one or more feature spaces.
+
+    ``extractors``: registered extractors (``harness.registry.EXTRACTORS``: ``inception``,
+    ``dinov2``, ``domain``, the classifier trained on the real data), computed in one pass over
+    each shard; ``auto`` (domain for images smaller than 32×32 or grey when a real-data
+    classifier is trained, else inception) or ``none``. Pinned weights are downloaded once and
+    checked, or read from ``*_weights`` (or ``CAS_INCEPTION_WEIGHTS``/``CAS_DINOV2_WEIGHTS``);
+    ``random`` is for tests, and then ``dinov2_architecture`` may shrink the ViT. IS and FD use
+    ``num_samples`` random rows of each set (IS-50K/FID-50K) against the whole real train split,
+    KID and precision/recall a class-stratified random subset of ``max_samples``; ``seed`` fixes them.
     """
 
-    feature_extractor: Literal["auto", "inception", "domain", "none"] = "auto"
+    extractors: Literal["auto", "none"] | list[str] = "auto"
     inception_weights: str | None = None
-    batch_size: int = Field(default=200, ge=1)
+    dinov2_weights: str | None = None
+    dinov2_architecture: dict[str, int] = Field(default_factory=dict)
+    num_samples: int = Field(default=50_000, ge=10)
     max_samples: int = Field(default=10_000, ge=10)
+    seed: Seed = 0
+    batch_size: int = Field(default=200, ge=1)
     num_gpus: float = Field(default=0, ge=0)
     num_actors: int | None = Field(default=None, ge=1)
+
+    @field_validator("extractors", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) and value not in ("auto", "none") else value
+
+    @field_validator("extractors")
+    @classmethod
+    def _known_extractors(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("list at least one extractor, or write 'none' for no metrics")
+            for name in value:
+                _registered(EXTRACTORS, name)
+            if len(set(value)) != len(value):
+                raise ValueError(f"extractors must be unique; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _architecture(self) -> MetricsConfig:
+        unknown = sorted(set(self.dinov2_architecture) - set(DINOV2_ARCHITECTURE))
+        bad = {k: v for k, v in self.dinov2_architecture.items() if not 1 <= v <= 4096}
+        if unknown or bad:
+            raise ValueError(f"dinov2_architecture: settings {list(DINOV2_ARCHITECTURE)} in [1, 4096] only; got "
+                             f"{self.dinov2_architecture}")
+        if self.dinov2_architecture and self.dinov2_weights != "random":
+            raise ValueError("dinov2_architecture changes the network's size, so it needs dinov2_weights: random; "
+                             "the pinned checkpoint is ViT-L/14")
+        return self
 
 
 class SweepConfig(_Strict):
@@ -270,8 +310,9 @@ class SweepConfig(_Strict):
             raise ValueError(f"generator names must be unique; repeated: {dupes}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be unique; got {self.seeds}")
-        if self.metrics.feature_extractor == "domain" and not any(g.kind == "real" for g in self.generators):
-            raise ValueError("metrics.feature_extractor 'domain' uses the classifier trained on real data: "
+        domain = isinstance(self.metrics.extractors, list) and "domain" in self.metrics.extractors
+        if domain and not any(g.kind == "real" for g in self.generators):
+            raise ValueError("metrics.extractors: 'domain' uses the classifier trained on real data: "
                              "add a generator of kind 'real', or choose 'inception'")
         return self
 
