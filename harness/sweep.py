@@ -12,6 +12,7 @@ from typing import Any
 from harness import layout, plan
 from harness.config import SweepConfig
 from harness.data import RealData, materialize
+from harness.data.readers import cas_split_name
 from harness.ray_env import check_store_reach, connect
 from harness.store import Store
 
@@ -43,11 +44,12 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
         store.write_text(config_text, run_folder, "config.yaml")
     cells = plan.plan_cells(config, real)
     sampling = run_sampling(plan.sample_sets(cells), real, store, config.sampler)
-    trainable = [c for c in cells if c.sample_set is None or c.sample_set.key not in sampling.failed]
+    trainable = [c for c in cells if not c.sampling_error(sampling.failed)]
     trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
-    results = [next(trained) if c in trainable else {"error": sampling.failed[c.sample_set.key]} for c in cells]
+    results = [next(trained) if c in trainable else {"error": c.sampling_error(sampling.failed)} for c in cells]
     metrics = measure(config, real, store, cells, results, recipe)
-    context = RunContext(dataset=real.key, recipe_name=config.classifier.recipe, recipe=recipe)
+    context = RunContext(dataset=real.key, recipe_name=config.classifier.recipe, recipe=recipe,
+                         test_split=cas_split_name(config.dataset))
     records = [make_record(c, r, metrics.get(c.sample_set.folder if c.sample_set else real.val.folder, {}),
                            context).to_dict() for c, r in zip(cells, results, strict=True)]
     write_report(store, run_folder, records, real, elapsed=time.monotonic() - started)

@@ -77,11 +77,11 @@ def test_domain_features_pool_exactly_across_actors(ray_local, tmp_path) -> None
 @pytest.mark.slow
 def test_inception_features_of_a_small_rgb_set(ray_local, tmp_path) -> None:
     rng = np.random.default_rng(0)
-    for split in ("train", "val"):
+    for split in ("train", "test"):
         np.savez(tmp_path / f"{split}.npz", rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), np.arange(20) % 10)
     store = Store(str(tmp_path / "store"))
     real = materialize(DatasetConfig(kind="npz", params={"train": str(tmp_path / "train.npz"),
-                                                         "val": str(tmp_path / "val.npz")}), store)
+                                                         "test": str(tmp_path / "test.npz")}), store)
     spec = ExtractorSpec("inception", inception_weights="random")
     out = compute_set_features([real.train.folder, real.val.folder], store, spec, max_samples=20,
                                batch_size=10, num_gpus=0, num_actors=1)
