@@ -111,10 +111,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                           f"seed {args.seed}, ratio {args.ratio}; see the config's generators, seeds and "
                           f"augmentation_ratios")
     cell = cells[0]
-    if cell.sample_set:
-        outcome = run_sampling([cell.sample_set], real, store, config.sampler)
+    if cell.sample_sets:
+        outcome = run_sampling(list(cell.sample_sets), real, store, config.sampler)
         if outcome.failed:
-            print(f"sampling failed: {outcome.failed[cell.sample_set.key]}", file=sys.stderr)
+            print(f"sampling failed: {cell.sampling_error(outcome.failed)}", file=sys.stderr)
             return 1
     result = run_trials([cell], real, store, config, layout.run(f"{config.name}-train"), recipe)[0]
     summary = {k: v for k, v in result.items() if k != "confusion"}

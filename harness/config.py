@@ -24,6 +24,8 @@ Seed = Annotated[int, Field(ge=0, lt=2**32)]
 MAX_VALUES = 100_000
 #: Integers longer than this many bits cannot be printed as decimals (Python stops at 4300 digits), so not hashed.
 MAX_INT_BITS = 4096
+#: The most synthetic data a cell trains on, in multiples of the real train split (NAS ratios, sample multipliers).
+MAX_SYNTHETIC_MULTIPLE = 10
 
 
 class ConfigError(ValueError):
@@ -71,6 +73,7 @@ class GeneratorConfig(_Strict):
     is their cartesian product. ``truncations`` is shorthand for ``sweep: {truncation: [...]}``.
     ``truncation_mode`` picks how a truncated z is drawn (``scaled``: τ·TN(-2, 2), BigGAN's
     own; ``resample``: N(0, 1) resampled outside [-2τ, 2τ]); left out, the kind's default.
+    ``sample_multiplier`` overrides the sweep's for this generator's CAS cells.
     Knobs of built-in kinds are checked here; a plugin's when the sweep is planned.
     """
 
@@ -80,6 +83,7 @@ class GeneratorConfig(_Strict):
     truncations: list[float] | None = None
     sweep: dict[str, list[float]] = Field(default_factory=dict)
     truncation_mode: Literal[TRUNCATION_MODES] | None = None  # type: ignore[valid-type]
+    sample_multiplier: float | None = Field(default=None, ge=1, le=MAX_SYNTHETIC_MULTIPLE)
 
     @field_validator("kind")
     @classmethod
@@ -122,6 +126,9 @@ class GeneratorConfig(_Strict):
 
     @model_validator(mode="after")
     def _declared_knobs(self) -> GeneratorConfig:
+        if self.kind == "real" and self.sample_multiplier is not None:
+            raise ValueError("sample_multiplier: the real baseline trains on the real train split as it is; "
+                             "set it on generators that draw samples")
         if ":" not in self.kind:
             check_knobs(self.name, self.kind, self.sweep, GENERATORS.entry(self.kind).info["knobs"])
         return self
@@ -281,7 +288,14 @@ class MetricsConfig(_Strict):
 
 
 class SweepConfig(_Strict):
-    """A whole sweep: dataset × generators × truncations × augmentation ratios × seeds."""
+    """A whole sweep: dataset × generators × truncations × augmentation ratios × seeds.
+
+    ``sample_multiplier`` k: CAS cells train on k× as many samples as there are real train
+    images (of each class), 1 in the paper. ``augmentation_ratios`` r: NAS cells train on
+    the real split plus r·|real| samples. Both go up to ``MAX_SYNTHETIC_MULTIPLE``.
+    ``nas_step_matched_real`` adds, per ratio, a Real cell trained for as many optimiser
+    steps as the NAS cell (epochs, warm-up and milestones × (1 + r)).
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     store: str = "store"
@@ -290,6 +304,8 @@ class SweepConfig(_Strict):
     classifier: ClassifierConfig
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     augmentation_ratios: list[float] = Field(default_factory=list)
+    sample_multiplier: float = Field(default=1, ge=1, le=MAX_SYNTHETIC_MULTIPLE)
+    nas_step_matched_real: bool = False
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
@@ -297,10 +313,21 @@ class SweepConfig(_Strict):
     @field_validator("augmentation_ratios")
     @classmethod
     def _ratios(cls, value: list[float]) -> list[float]:
-        bad = [r for r in value if not 0 < r <= 1]
+        bad = [r for r in value if not 0 < r <= MAX_SYNTHETIC_MULTIPLE]
         if bad:
-            raise ValueError(f"augmentation ratios r add r·|real| synthetic samples and must lie in (0, 1]; got {bad}")
+            raise ValueError(f"augmentation ratios r add r·|real| synthetic samples and must lie in "
+                             f"(0, {MAX_SYNTHETIC_MULTIPLE}]; got {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"augmentation ratios must be unique; got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _step_matched(self) -> SweepConfig:
+        if self.nas_step_matched_real and not (self.augmentation_ratios and any(g.kind == "real"
+                                                                                 for g in self.generators)):
+            raise ValueError("nas_step_matched_real adds a Real cell per augmentation ratio, trained as many steps "
+                             "as that NAS cell: list augmentation_ratios and a generator of kind 'real'")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepConfig:

@@ -30,8 +30,9 @@ import torch
 from harness.config import GeneratorConfig, SamplerConfig
 from harness.data import RealData
 from harness.generators import GeneratorError, build_generator, check_samples
+from harness.generators.pools import PoolGenerator
 from harness.lease import in_turns
-from harness.plan import SampleSet, sample_labels
+from harness.plan import SampleSet
 from harness.progress import Progress, format_seconds, status
 from harness.ray_env import error_text, num_actors
 from harness.shards import MANIFEST, ShardSet, class_counts
@@ -95,6 +96,8 @@ class Sampler:
     def sample_shard(self, sample_set: SampleSet, index: int, labels: np.ndarray, batch_size: int) -> dict[str, Any]:
         gen = self._generator(sample_set.generator)
         name = sample_set.generator.name
+        if isinstance(gen, PoolGenerator):
+            gen = gen.shard(sample_set.stream_seed, labels, sample_set.pool_positions(index))
         rng = torch.Generator().manual_seed(shard_seed(sample_set.key, index))
         y = torch.from_numpy(np.array(labels))
         knobs = dict(sample_set.knobs)
@@ -148,10 +151,8 @@ def _make_sets(sets: list[SampleSet], real: RealData, store: Store, cfg: Sampler
     partial: dict[str, list[dict[str, Any]]] = {}
     for s in sets:
         shards = ShardSet(store, s.folder)
-        labels = sample_labels(real.train_counts, s.seed)
         partial[s.key] = []
-        for index, start in enumerate(range(0, len(labels), cfg.shard_size)):
-            chunk = labels[start:start + cfg.shard_size]
+        for index, chunk in enumerate(s.shards()):
             entry = shards.existing_shard_entry(index, real.num_classes)
             if entry and entry["counts"] == class_counts(chunk, real.num_classes):
                 partial[s.key].append(entry)

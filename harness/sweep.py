@@ -18,7 +18,7 @@ from typing import Any
 from harness import layout, plan
 from harness.config import SweepConfig
 from harness.data import RealData, materialize
-from harness.data.readers import dataset_spec
+from harness.data.readers import cas_split_name, dataset_spec
 from harness.lease import Lease
 from harness.progress import format_seconds, status
 from harness.ray_env import check_store_reach, connect
@@ -115,9 +115,9 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     def records(reason: str | None) -> list[dict[str, Any]]:
         assert real is not None
         done = results if results is not None else finished_results(cells, real, store, recipe, reason or "")
-        context = RunContext(dataset=real.key, recipe_name=config.classifier.recipe, recipe=recipe)
-        return [make_record(c, {"error": sampling_failed[c.sample_set.key]}
-                            if c.sample_set and c.sample_set.key in sampling_failed else r,
+        context = RunContext(dataset=real.key, recipe_name=config.classifier.recipe, recipe=recipe,
+                             test_split=cas_split_name(config.dataset))
+        return [make_record(c, {"error": c.sampling_error(sampling_failed)} if c.sampling_error(sampling_failed) else r,
                             metrics.get(c.sample_set.folder if c.sample_set else real.val.folder, {}),
                             context).to_dict() for c, r in zip(cells, done, strict=True)]
 
@@ -146,7 +146,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
             with enter("sample"):
                 sampling_failed = run_sampling(plan.sample_sets(cells), real, store, config.sampler).failed
             with enter("train"):
-                trainable = [c for c in cells if c.sample_set is None or c.sample_set.key not in sampling_failed]
+                trainable = [c for c in cells if not c.sampling_error(sampling_failed)]
                 trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
                 results = [next(trained) if c in trainable else {} for c in cells]
             with enter("features"):

@@ -217,11 +217,11 @@ def test_domain_features_pool_exactly_across_actors(ray_local, tmp_path) -> None
 @pytest.mark.slow
 def test_inception_and_dinov2_in_one_pass_on_a_small_rgb_set(ray_local, tmp_path) -> None:
     rng = np.random.default_rng(0)
-    for split in ("train", "val"):
+    for split in ("train", "test"):
         np.savez(tmp_path / f"{split}.npz", rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), np.arange(20) % 10)
     store = Store(str(tmp_path / "store"))
     real = materialize(DatasetConfig(kind="npz", params={"train": str(tmp_path / "train.npz"),
-                                                         "val": str(tmp_path / "val.npz")}), store)
+                                                         "test": str(tmp_path / "test.npz")}), store)
     tiny = (("depth", 1), ("embed_dim", 32), ("num_heads", 2))
     specs = [ExtractorSpec("inception", weights="random"), ExtractorSpec("dinov2", weights="random", architecture=tiny)]
     sets = {real.train.folder: None, real.val.folder: 10}

@@ -47,6 +47,9 @@ class Record:
     confusion: list[list[int]] | None = None
     n_train: int | None = None
     n_val: int | None = None
+    test_split: str | None = None
+    sample_multiplier: float | None = None
+    distinct_fraction: float | None = None
     steps_per_epoch: int | None = None
     train_seconds: float | None = None
     world_size: int | None = None
@@ -82,6 +85,7 @@ class RunContext:
     dataset: str
     recipe_name: str
     recipe: Recipe
+    test_split: str | None = None
 
 
 def make_record(cell: Cell, result: dict[str, Any], metrics: dict[str, Any], run: RunContext) -> Record:
@@ -90,8 +94,10 @@ def make_record(cell: Cell, result: dict[str, Any], metrics: dict[str, Any], run
     made = {"generator": cell.generator, "kind": cell.kind, "mode": cell.mode, "knobs": cell.knobs,
             "truncation_mode": s.generator.truncation_mode if s else None,
             "augmentation_ratio": cell.augmentation_ratio, "seed": cell.seed, "recipe": run.recipe_name,
-            "recipe_settings": recipe_record(run.recipe), "sample_set": s.folder if s else None,
-            "dataset": run.dataset, "params": s.generator.params if s else {}, "metrics": metrics}
+            "recipe_settings": recipe_record(cell.train_recipe(run.recipe)), "sample_set": s.folder if s else None,
+            "dataset": run.dataset, "test_split": run.test_split, "sample_multiplier": cell.sample_multiplier,
+            "distinct_fraction": cell.distinct_fraction, "params": s.generator.params if s else {},
+            "metrics": metrics}
     if "error" in result:
         return Record(**made, status="failed", error=result["error"])
     return Record(**made, status="ok", **result)
