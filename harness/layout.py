@@ -9,7 +9,8 @@ not found and are made again.
 datasets/<key>/{train,test}/       real splits as shard sets
 samples/<key>/                     one generator sample set (shards + manifest)
 generators/<kind>-<key>/model.pt   generators trained by the harness (cvae, cgan)
-trials/<key>/result.json, model.pt one trained and tested classifier
+trials/<key>/result.json, model.pt, checkpoint.pt, predictions.npz
+                                   one trained and tested classifier
 features/<key>.npz                 pooled features of one shard set under one extractor
 runs/<name>-<time>/                one sweep: config, results, report
 ```
@@ -22,10 +23,12 @@ from typing import Any
 
 from harness.store import spec_key
 
-STORE_FORMAT = 2
+STORE_FORMAT = 3
 
 TRIAL_RESULT = "result.json"
 TRIAL_MODEL = "model.pt"
+TRIAL_CHECKPOINT = "checkpoint.pt"
+TRIAL_PREDICTIONS = "predictions.npz"
 
 
 def content_key(spec: dict[str, Any]) -> str:

@@ -64,7 +64,7 @@ def run_trials(cells: list[Cell], real: RealData, store: Store, config: SweepCon
         model = f"{folder}/{layout.TRIAL_MODEL}" if cell.mode == "real" else None
         task = TrainTask(label=cell.label, store=store.root, sources=cell.sources(real), val_folder=real.val.folder,
                          num_classes=real.num_classes, image_shape=real.image_shape, recipe=recipe, seed=cell.seed,
-                         use_gpu=cls.use_gpu, save_model_to=model)
+                         use_gpu=cls.use_gpu, save_model_to=model, folder=folder)
         params.append({"task": task, "cell_index": index, "num_workers": cls.num_workers,
                        "cpus_per_worker": cls.cpus_per_worker, "resources_per_worker": cls.resources_per_worker,
                        "result_path": folder, "storage_path": store.path(run_folder, "train")})

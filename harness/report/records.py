@@ -49,6 +49,7 @@ class Record:
     train_seconds: float | None = None
     world_size: int | None = None
     model: str | None = None
+    predictions: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
