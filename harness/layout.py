@@ -12,7 +12,8 @@ datasets/<key>/{test,val}/         the split CAS is measured on: the official he
 datasets/<key>/monitor/            a monitoring split carved off an official train split (val_fraction)
 samples/<key>/                     one block of a generator's sample stream (shards + manifest)
 generators/<kind>-<key>/model.pt   generators trained by the harness (cvae, cgan)
-trials/<key>/result.json, model.pt one trained and tested classifier
+trials/<key>/result.json, model.pt, checkpoint.pt, predictions.npz
+                                   one trained and tested classifier
 features/<key>.npz                 pooled features of one shard set under one extractor
 runs/<name>-<time>/                one sweep: config, results, report
 ```
@@ -29,6 +30,8 @@ STORE_FORMAT = 3
 
 TRIAL_RESULT = "result.json"
 TRIAL_MODEL = "model.pt"
+TRIAL_CHECKPOINT = "checkpoint.pt"
+TRIAL_PREDICTIONS = "predictions.npz"
 
 
 def content_key(spec: dict[str, Any]) -> str:

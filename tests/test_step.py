@@ -1,4 +1,4 @@
-"""The shared train and evaluation steps against plain reference code."""
+"""The shared train step and the streamed evaluation against plain reference code."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ import copy
 
 import torch
 
-from harness.classify.evaluate import confusion_and_top5
+from harness.classify.augment import center_crop_resize, random_crop_flip, random_resized_crop
+from harness.classify.evaluate import evaluate_batches
 from harness.classify.models import build_model
-from harness.classify.step import TrainStep, eval_counts
+from harness.classify.step import TrainStep
 
 
-def _data(n: int = 24, classes: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+def _data(n: int = 24, classes: int = 7, size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (n, 3, 8, 8), dtype=torch.uint8, generator=g), torch.randint(0, classes, (n,),
-                                                                                                generator=g)
+    return (torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
+            torch.randint(0, classes, (n,), generator=g))
 
 
 def test_train_step_matches_a_plain_sgd_step() -> None:
@@ -47,11 +48,47 @@ def test_augmented_channels_last_step_is_seeded() -> None:
     assert torch.equal(losses[0], losses[1]) and losses[0][2] < losses[0][0]
 
 
-def test_eval_counts_match_the_in_memory_evaluation() -> None:
-    torch.manual_seed(0)
+def test_augmentation_at_an_input_size() -> None:
+    """At ``input_size`` training sees a random-resized crop (flipped for crop-flip) drawn from the step's
+    generators, ``none`` the evaluation's centre crop; reseeding repeats the draws."""
+    images, _ = _data(6, size=20)
+    x = images.float() / 127.5 - 1
     model = build_model("resnet-tiny", 3, 7)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    step = TrainStep(model, optimizer, torch.device("cpu"), augment="crop", input_size=12, seed=3)
+    expected = random_resized_crop(x, 12, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(step.augmented(images), expected)
+    flipping = TrainStep(model, optimizer, torch.device("cpu"), augment="crop-flip", input_size=12, seed=3)
+    flipped = random_crop_flip(expected, 0, True, torch.Generator().manual_seed(3))
+    first = flipping.augmented(images)
+    assert torch.equal(first, flipped) and not torch.equal(first, expected)
+    flipping.reseed(3)
+    assert torch.equal(flipping.augmented(images), first)
+    plain = TrainStep(model, optimizer, torch.device("cpu"), augment="none", input_size=12)
+    assert torch.equal(plain.augmented(images), center_crop_resize(x, 12))
+
+
+def test_evaluation_matches_a_plain_loop() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet-tiny", 3, 7).eval()
     images, labels = _data(50)
-    expected = confusion_and_top5(model, images, labels, 7, 16, torch.device("cpu"))
     batches = [(images[s:s + 16], labels[s:s + 16]) for s in range(0, 50, 16)]
-    confusion, top5 = eval_counts(model, batches, 7, torch.device("cpu"))
-    assert torch.equal(confusion, expected[0]) and int(top5) == int(expected[1]) and int(confusion.sum()) == 50
+    tested = evaluate_batches(model, batches, 7, torch.device("cpu"))
+    with torch.no_grad():
+        logits = model(images.float() / 127.5 - 1)
+    top5 = logits.topk(5, dim=1).indices
+    confusion = torch.zeros(7, 7, dtype=torch.long)
+    for y, p in zip(labels.tolist(), top5[:, 0].tolist(), strict=True):
+        confusion[y, p] += 1
+    assert torch.equal(tested.confusion, confusion) and int(confusion.sum()) == 50
+    assert torch.equal(tested.top_k, top5) and int(tested.top5) == int((top5 == labels[:, None]).any(1).sum())
+
+
+def test_evaluation_at_an_input_size_takes_the_centre_crop() -> None:
+    torch.manual_seed(0)
+    model = build_model("resnet-tiny", 3, 3).eval()
+    images, labels = _data(10, classes=3, size=20)
+    tested = evaluate_batches(model, [(images, labels)], 3, torch.device("cpu"), input_size=12)
+    with torch.no_grad():
+        logits = model(center_crop_resize(images.float() / 127.5 - 1, 12))
+    assert tested.top_k.shape == (10, 3) and torch.equal(tested.top_k, logits.topk(3, dim=1).indices)

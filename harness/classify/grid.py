@@ -164,7 +164,7 @@ def _fit(cells: dict[str, Cell], real: RealData, store: Store, config: SweepConf
         model = f"{folder}/{layout.TRIAL_MODEL}" if cell.mode == "real" else None
         task = TrainTask(label=cell.label, store=store.root, sources=cell.sources(real), val_folder=real.val.folder,
                          num_classes=real.num_classes, image_shape=real.image_shape, recipe=cell.train_recipe(recipe),
-                         seed=cell.seed, use_gpu=cls.use_gpu, save_model_to=model)
+                         seed=cell.seed, use_gpu=cls.use_gpu, save_model_to=model, folder=folder)
         params.append({"task": task, "num_workers": cls.num_workers, "timeout_s": cls.trial_timeout_s,
                        "cpus_per_worker": cls.cpus_per_worker, "resources_per_worker": cls.resources_per_worker,
                        "result_path": folder, "storage_path": store.path(run_folder, "train")})
