@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.metrics.sets import METRIC_KEYS
+from harness.metrics.sets import is_metric_key
 from harness.runs import list_runs
 from harness.store import Store
 from harness.verify import verify_store
@@ -84,7 +84,7 @@ class Sweep:
 
 def same_results(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What two runs with the same seeds must agree on: the cells and their numbers, metrics included."""
-    return [{**c, **{k: r.get(k) for k in METRIC_KEYS}} for c, r in zip(comparable(records), records, strict=True)]
+    return [{**c, **{k: v for k, v in r.items() if is_metric_key(k)}} for c, r in zip(comparable(records), records, strict=True)]
 
 
 def children(pid: int) -> list[int]:

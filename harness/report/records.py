@@ -25,7 +25,7 @@ class Record:
     ``params`` are the generator spec's parameters (with ``kind``, its identity on the leaderboard);
     ``predictions`` the store path of the test-set top-5 predictions, where the trial kept them.
     ``metrics`` holds the sample set's IS/FID/KID/precision/recall under the keys the metrics
-    declare (``harness.metrics.sets.METRIC_KEYS``), with the extractor that made them.
+    declare (``harness.metrics.sets.METRICS``; ``fd_<extractor>`` …), with the extractor that made them.
     """
 
     generator: str
