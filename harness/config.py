@@ -40,16 +40,27 @@ def _registered(registry: Registry, name: str) -> str:
     return name
 
 
+class DatasetSize(_Strict):
+    """Image counts of a dataset's splits, for ``harness plan`` before the data is in the store."""
+
+    train: int = Field(ge=1)
+    val: int = Field(ge=1)
+
+
 class DatasetConfig(_Strict):
     """The real data: what CAS's samples replace and what every classifier is tested on.
 
     ``params`` are the kind's (see ``harness.registry.DATASETS``); defaults are filled in.
+    ``size`` tells ``harness plan`` the split sizes where it cannot know them (a folder not
+    on this machine): a standard dataset's name (``imagenet``, ``cifar10``, …) or counts;
+    it is no part of the data's identity.
     """
 
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
     split_seed: Seed = 0
+    size: str | DatasetSize | None = None
 
     @field_validator("kind")
     @classmethod
@@ -165,7 +176,8 @@ class ClassifierConfig(_Strict):
     way each worker (or the trial process) holds ``cpus_per_worker`` CPUs, one GPU if
     ``use_gpu``, and the custom Ray resources in ``resources_per_worker`` (such as
     ``{"a100": 1}``, which a node declares with ``ray start --resources``), so trials run
-    only on nodes that offer all of them.
+    only on nodes that offer all of them. ``images_per_second``: the training throughput of
+    one worker measured for this recipe (``bench/bench_train.py``), for ``harness plan``.
     """
 
     recipe: str
@@ -174,6 +186,7 @@ class ClassifierConfig(_Strict):
     use_gpu: bool = False
     cpus_per_worker: float = Field(default=1, gt=0)
     resources_per_worker: dict[str, float] = Field(default_factory=dict)
+    images_per_second: float | None = Field(default=None, gt=0)
 
     @field_validator("recipe")
     @classmethod

@@ -74,7 +74,7 @@ def run_trials(cells: list[Cell], real: RealData, store: Store, config: SweepCon
     tuner = tune.Tuner(
         tune.with_resources(_trial, trial_resources(cls)),
         param_space={"cell": tune.grid_search(params)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials(config)),
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials(config), reuse_actors=True),
         run_config=tune.RunConfig(
             name="tune", storage_path=store.path(run_folder), verbose=0,
             callbacks=[TrialProgress(len(params))],
