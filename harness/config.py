@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.knobs import TRUNCATION_MODES
-from harness.registry import DATASETS, GENERATORS, RECIPES, Registry, resolve_params
+from harness.registry import DATASETS, EXTRACTORS, GENERATORS, RECIPES, Registry, resolve_params
 
 #: Seeds feed numpy (non-negative) and torch (below 2**64, multiplied by the trainer) generators.
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
@@ -24,6 +24,8 @@ Seed = Annotated[int, Field(ge=0, lt=2**32)]
 MAX_VALUES = 100_000
 #: Integers longer than this many bits cannot be printed as decimals (Python stops at 4300 digits), so not hashed.
 MAX_INT_BITS = 4096
+#: The most synthetic data a cell trains on, in multiples of the real train split (NAS ratios, sample multipliers).
+MAX_SYNTHETIC_MULTIPLE = 10
 
 
 class ConfigError(ValueError):
@@ -82,6 +84,7 @@ class GeneratorConfig(_Strict):
     is their cartesian product. ``truncations`` is shorthand for ``sweep: {truncation: [...]}``.
     ``truncation_mode`` picks how a truncated z is drawn (``scaled``: τ·TN(-2, 2), BigGAN's
     own; ``resample``: N(0, 1) resampled outside [-2τ, 2τ]); left out, the kind's default.
+    ``sample_multiplier`` overrides the sweep's for this generator's CAS cells.
     Knobs of built-in kinds are checked here; a plugin's when the sweep is planned.
     """
 
@@ -91,6 +94,7 @@ class GeneratorConfig(_Strict):
     truncations: list[float] | None = None
     sweep: dict[str, list[float]] = Field(default_factory=dict)
     truncation_mode: Literal[TRUNCATION_MODES] | None = None  # type: ignore[valid-type]
+    sample_multiplier: float | None = Field(default=None, ge=1, le=MAX_SYNTHETIC_MULTIPLE)
 
     @field_validator("kind")
     @classmethod
@@ -133,6 +137,9 @@ class GeneratorConfig(_Strict):
 
     @model_validator(mode="after")
     def _declared_knobs(self) -> GeneratorConfig:
+        if self.kind == "real" and self.sample_multiplier is not None:
+            raise ValueError("sample_multiplier: the real baseline trains on the real train split as it is; "
+                             "set it on generators that draw samples")
         if ":" not in self.kind:
             check_knobs(self.name, self.kind, self.sweep, GENERATORS.entry(self.kind).info["knobs"])
         return self
@@ -176,8 +183,10 @@ class ClassifierConfig(_Strict):
     way each worker (or the trial process) holds ``cpus_per_worker`` CPUs, one GPU if
     ``use_gpu``, and the custom Ray resources in ``resources_per_worker`` (such as
     ``{"a100": 1}``, which a node declares with ``ray start --resources``), so trials run
-    only on nodes that offer all of them. ``images_per_second``: the training throughput of
-    one worker measured for this recipe (``bench/bench_train.py``), for ``harness plan``.
+    only on nodes that offer all of them. A trial still training ``trial_timeout_s``
+    seconds after it started is stopped and its cell fails (left out: no limit).
+    ``images_per_second``: the training throughput of one worker measured for this recipe
+    (``bench/bench_train.py``), for ``harness plan``.
     """
 
     recipe: str
@@ -186,6 +195,7 @@ class ClassifierConfig(_Strict):
     use_gpu: bool = False
     cpus_per_worker: float = Field(default=1, gt=0)
     resources_per_worker: dict[str, float] = Field(default_factory=dict)
+    trial_timeout_s: float | None = Field(default=None, gt=0)
     images_per_second: float | None = Field(default=None, gt=0)
 
     @field_validator("recipe")
@@ -208,6 +218,8 @@ class SamplerConfig(_Strict):
     ``num_actors`` fixes how many actors there are; left out, it is as many as the
     cluster holds now, or one per shard while the cluster has none of what an actor needs
     (an autoscaling cluster at zero), which is the demand that makes it add nodes.
+    A generator whose ``sample()`` call takes longer than ``batch_timeout_s`` seconds for
+    one batch is taken to hang: its sample sets fail, naming it, and the sweep goes on.
     """
 
     num_actors: int | None = Field(default=None, ge=1)
@@ -216,6 +228,7 @@ class SamplerConfig(_Strict):
     resources: dict[str, float] = Field(default_factory=dict)
     batch_size: int = Field(default=256, ge=1)
     shard_size: int = Field(default=10_000, ge=1)
+    batch_timeout_s: float = Field(default=900, gt=0)
 
     @field_validator("resources")
     @classmethod
@@ -230,26 +243,73 @@ class SamplerConfig(_Strict):
         return self
 
 
-class MetricsConfig(_Strict):
-    """IS, FID, KID and precision/recall of every sample set.
+#: What ``metrics.dinov2_architecture`` may override (timm ViT settings), with random weights only.
+DINOV2_ARCHITECTURE = ("depth", "embed_dim", "num_heads")
 
-    ``feature_extractor``: ``inception`` (the standard FID Inception-v3; weights downloaded
-    once and checked, or ``inception_weights``/``CAS_INCEPTION_WEIGHTS`` as a local file),
-    ``domain`` (the classifier trained on the real data in the same sweep), ``auto``
-    (domain for images smaller than 32×32 or with one channel, else inception) or ``none``.
-    KID and precision/recall use the first ``max_samples`` samples of each set.
+
+class MetricsConfig(_Strict):
+    """IS, FD, KID and precision/recall of every sample set, in one or more feature spaces.
+
+    ``extractors``: registered extractors (``harness.registry.EXTRACTORS``: ``inception``,
+    ``dinov2``, ``domain``, the classifier trained on the real data), computed in one pass over
+    each shard; ``auto`` (domain for images smaller than 32×32 or grey when a real-data
+    classifier is trained, else inception) or ``none``. Pinned weights are downloaded once and
+    checked, or read from ``*_weights`` (or ``CAS_INCEPTION_WEIGHTS``/``CAS_DINOV2_WEIGHTS``);
+    ``random`` is for tests, and then ``dinov2_architecture`` may shrink the ViT. IS and FD use
+    ``num_samples`` random rows of each set (IS-50K/FID-50K) against the whole real train split,
+    KID and precision/recall a class-stratified random subset of ``max_samples``; ``seed`` fixes them.
     """
 
-    feature_extractor: Literal["auto", "inception", "domain", "none"] = "auto"
+    extractors: Literal["auto", "none"] | list[str] = "auto"
     inception_weights: str | None = None
-    batch_size: int = Field(default=200, ge=1)
+    dinov2_weights: str | None = None
+    dinov2_architecture: dict[str, int] = Field(default_factory=dict)
+    num_samples: int = Field(default=50_000, ge=10)
     max_samples: int = Field(default=10_000, ge=10)
+    seed: Seed = 0
+    batch_size: int = Field(default=200, ge=1)
     num_gpus: float = Field(default=0, ge=0)
     num_actors: int | None = Field(default=None, ge=1)
 
+    @field_validator("extractors", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) and value not in ("auto", "none") else value
+
+    @field_validator("extractors")
+    @classmethod
+    def _known_extractors(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("list at least one extractor, or write 'none' for no metrics")
+            for name in value:
+                _registered(EXTRACTORS, name)
+            if len(set(value)) != len(value):
+                raise ValueError(f"extractors must be unique; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _architecture(self) -> MetricsConfig:
+        unknown = sorted(set(self.dinov2_architecture) - set(DINOV2_ARCHITECTURE))
+        bad = {k: v for k, v in self.dinov2_architecture.items() if not 1 <= v <= 4096}
+        if unknown or bad:
+            raise ValueError(f"dinov2_architecture: settings {list(DINOV2_ARCHITECTURE)} in [1, 4096] only; got "
+                             f"{self.dinov2_architecture}")
+        if self.dinov2_architecture and self.dinov2_weights != "random":
+            raise ValueError("dinov2_architecture changes the network's size, so it needs dinov2_weights: random; "
+                             "the pinned checkpoint is ViT-L/14")
+        return self
+
 
 class SweepConfig(_Strict):
-    """A whole sweep: dataset × generators × truncations × augmentation ratios × seeds."""
+    """A whole sweep: dataset × generators × truncations × augmentation ratios × seeds.
+
+    ``sample_multiplier`` k: CAS cells train on k× as many samples as there are real train
+    images (of each class), 1 in the paper. ``augmentation_ratios`` r: NAS cells train on
+    the real split plus r·|real| samples. Both go up to ``MAX_SYNTHETIC_MULTIPLE``.
+    ``nas_step_matched_real`` adds, per ratio, a Real cell trained for as many optimiser
+    steps as the NAS cell (epochs, warm-up and milestones × (1 + r)).
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)
     store: str = "store"
@@ -258,6 +318,8 @@ class SweepConfig(_Strict):
     classifier: ClassifierConfig
     seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     augmentation_ratios: list[float] = Field(default_factory=list)
+    sample_multiplier: float = Field(default=1, ge=1, le=MAX_SYNTHETIC_MULTIPLE)
+    nas_step_matched_real: bool = False
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     max_concurrent_trials: int | None = Field(default=None, ge=1)
@@ -265,10 +327,21 @@ class SweepConfig(_Strict):
     @field_validator("augmentation_ratios")
     @classmethod
     def _ratios(cls, value: list[float]) -> list[float]:
-        bad = [r for r in value if not 0 < r <= 1]
+        bad = [r for r in value if not 0 < r <= MAX_SYNTHETIC_MULTIPLE]
         if bad:
-            raise ValueError(f"augmentation ratios r add r·|real| synthetic samples and must lie in (0, 1]; got {bad}")
+            raise ValueError(f"augmentation ratios r add r·|real| synthetic samples and must lie in "
+                             f"(0, {MAX_SYNTHETIC_MULTIPLE}]; got {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"augmentation ratios must be unique; got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _step_matched(self) -> SweepConfig:
+        if self.nas_step_matched_real and not (self.augmentation_ratios and any(g.kind == "real"
+                                                                                 for g in self.generators)):
+            raise ValueError("nas_step_matched_real adds a Real cell per augmentation ratio, trained as many steps "
+                             "as that NAS cell: list augmentation_ratios and a generator of kind 'real'")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> SweepConfig:
@@ -278,8 +351,9 @@ class SweepConfig(_Strict):
             raise ValueError(f"generator names must be unique; repeated: {dupes}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be unique; got {self.seeds}")
-        if self.metrics.feature_extractor == "domain" and not any(g.kind == "real" for g in self.generators):
-            raise ValueError("metrics.feature_extractor 'domain' uses the classifier trained on real data: "
+        domain = isinstance(self.metrics.extractors, list) and "domain" in self.metrics.extractors
+        if domain and not any(g.kind == "real" for g in self.generators):
+            raise ValueError("metrics.extractors: 'domain' uses the classifier trained on real data: "
                              "add a generator of kind 'real', or choose 'inception'")
         return self
 

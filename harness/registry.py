@@ -63,7 +63,9 @@ class Registry:
 
 
 #: Generator kinds; ``knobs`` names the sampling knobs a kind takes (see knobs.py),
-#: ``params`` its allowed params with defaults (``REQUIRED`` for those without one).
+#: ``params`` its allowed params with defaults (``REQUIRED`` for those without one), ``pool``
+#: that it draws from a fixed set of images (generators/pools.py), ``class_order`` the class
+#: order its indices follow where it is fixed (generators/class_order.py).
 GENERATORS = Registry("generator kind")
 #: Real dataset kinds; ``params`` as for generators, ``test_split`` whether it has an official one.
 DATASETS = Registry("dataset kind")
@@ -91,22 +93,24 @@ def resolve_params(registry: Registry, name: str, params: dict[str, Any]) -> dic
 
 
 GENERATORS.register("real", None, knobs=(), params={})
-GENERATORS.register("npz", "harness.generators.pools:build_npz", knobs=(), params={"path": REQUIRED})
-GENERATORS.register("folder", "harness.generators.pools:build_folder", knobs=(), params={"root": REQUIRED})
+GENERATORS.register("npz", "harness.generators.pools:build_npz", knobs=(),
+                    params={"path": REQUIRED, "allow_reuse": False}, pool=True)
+GENERATORS.register("folder", "harness.generators.pools:build_folder", knobs=(),
+                    params={"root": REQUIRED, "allow_reuse": False}, pool=True)
 GENERATORS.register("biggan-deep", "harness.generators.biggan:build", knobs=(TRUNCATION,),
-                    params={"model": REQUIRED}, truncation_mode="scaled")
+                    params={"model": REQUIRED}, truncation_mode="scaled", class_order="imagenet-wnid")
 GENERATORS.register("cvae", "harness.generators.embedded:build", knobs=(TRUNCATION,),
                     params={"steps": 3000, "latent_dim": 4, "hidden": 256, "seed": 0}, truncation_mode="scaled")
 GENERATORS.register("cgan", "harness.generators.embedded:build", knobs=(TRUNCATION,),
                     params={"steps": 3000, "latent_dim": 32, "hidden": 256, "seed": 0}, truncation_mode="scaled")
 GENERATORS.register("diffusers", "harness.generators.diffusion:build", knobs=(GUIDANCE_SCALE, NUM_STEPS),
-                    params={"model": REQUIRED, "dtype": "float32", "device": None})
+                    params={"model": REQUIRED, "dtype": "float32", "device": None}, class_order="imagenet-wnid")
 
 DATASETS.register("digits", "harness.data.readers:read_digits", params={}, test_split=False)
 for _kind in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
     DATASETS.register(_kind, "harness.data.readers:read_torchvision", params={"root": None, "download": True},
                       test_split=True)
-DATASETS.register("npz", "harness.data.readers:read_npz", params={"train": REQUIRED, "val": REQUIRED},
+DATASETS.register("npz", "harness.data.readers:read_npz", params={"train": REQUIRED, "test": REQUIRED},
                   test_split=True)
 DATASETS.register("folder", "harness.data.readers:read_folder",
                   params={"root": REQUIRED, "image_size": None, "channels": 3}, test_split=True)

@@ -16,6 +16,7 @@ dataset splits and generator samples are both shard sets, so the trainer reads o
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,9 +126,9 @@ class ShardSet:
             return None
         data = self.store.read_bytes(self.folder, name)
         try:
-            arrays = decode_arrays(data)
+            arrays = decode_arrays(data)  # decoding every member checks each one's CRC-32
             labels = arrays["labels"]
-        except Exception:  # a truncated or foreign file is resampled, not trusted
+        except Exception:  # a truncated, altered or foreign file is resampled, not trusted
             return None
         return shard_entry(name, data, labels, num_classes, "zstd-up" if "images_zstd" in arrays else "npz")
 
@@ -137,7 +138,9 @@ class ShardSet:
         counts = np.sum([e["counts"] for e in entries], axis=0).astype(int).tolist()
         manifest = {"spec": spec, "num_classes": num_classes, "image_shape": list(image_shape),
                     "n": int(sum(e["n"] for e in entries)), "counts": counts, "shards": entries}
-        self.store.write_json(manifest, self.folder, MANIFEST)
+        from harness.verify import write_checked  # verify reads shard sets: imported here, not at the top
+
+        write_checked(self.store, json.dumps(manifest, indent=2, sort_keys=True).encode(), self.folder, MANIFEST)
         return manifest
 
     def read_shard(self, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -15,3 +15,9 @@ class StripeGenerator:
         images = torch.zeros(len(labels), 1, self.image_size, self.image_size, dtype=torch.uint8)
         images[torch.arange(len(labels)), 0, labels % self.image_size] = 255
         return images.float() if self.broken else images
+
+
+class WnidOrdered(StripeGenerator):
+    """A plugin that declares ImageNet's sorted-wnid class order, as an ImageNet model would."""
+
+    class_order = "imagenet-wnid"

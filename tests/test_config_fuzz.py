@@ -31,8 +31,8 @@ GOOD: dict[str, Any] = {
                    "cpus_per_worker": 1, "resources_per_worker": {}},
     "seeds": [0, 1], "augmentation_ratios": [0.5],
     "sampler": {"num_actors": 1, "num_cpus": 1, "num_gpus": 0, "resources": {}, "batch_size": 64, "shard_size": 100},
-    "metrics": {"feature_extractor": "domain", "inception_weights": None, "batch_size": 50, "max_samples": 100,
-                "num_gpus": 0, "num_actors": 1},
+    "metrics": {"extractors": ["domain"], "inception_weights": None, "dinov2_weights": None, "dinov2_architecture": {},
+                "num_samples": 1000, "max_samples": 100, "seed": 0, "batch_size": 50, "num_gpus": 0, "num_actors": 1},
     "max_concurrent_trials": 2,
 }
 

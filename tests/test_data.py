@@ -9,6 +9,7 @@ import pytest
 
 from harness.config import ConfigError, DatasetConfig
 from harness.data import materialize, read_splits
+from harness.data.readers import cas_split_name
 from harness.store import Store
 
 
@@ -47,24 +48,54 @@ def test_folder_dataset(tmp_path: Path) -> None:
             for i in range(n):
                 Image.fromarray(np.full((20, 30, 3), 100 if c == "cat" else 200, np.uint8)).save(
                     tmp_path / split / c / f"{i}.png")
+    (tmp_path / "train" / "ant").mkdir()  # created last, sorted first: class folders are sorted by name
     splits = read_splits(DatasetConfig(kind="folder", params={"root": str(tmp_path), "image_size": 8}))
-    assert splits.class_names == ["cat", "dog"] and splits.image_shape == (3, 8, 8)
+    assert splits.class_names == ["ant", "cat", "dog"] and splits.image_shape == (3, 8, 8)
+    assert splits.test_split == "test" and list(splits.test.labels) == [1, 1, 2, 2]
     images = splits.train.load(np.arange(6))
-    assert images.shape == (6, 3, 8, 8) and list(splits.train.labels) == [0, 0, 0, 1, 1, 1]
+    assert images.shape == (6, 3, 8, 8) and list(splits.train.labels) == [1, 1, 1, 2, 2, 2]
     assert images[0].mean() == pytest.approx(100, abs=1) and images[5].mean() == pytest.approx(200, abs=1)
     with pytest.raises(ConfigError, match="must contain train/ and val/"):
         read_splits(DatasetConfig(kind="folder", params={"root": str(tmp_path / "train")}))
 
 
+def test_npz_dataset_is_tested_on_its_test_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    train_x, test_x = rng.integers(0, 256, (50, 6, 6, 3), dtype=np.uint8), rng.integers(0, 256, (20, 6, 6, 3),
+                                                                                         dtype=np.uint8)
+    np.savez(tmp_path / "train.npz", train_x, np.arange(50) % 5)
+    np.savez(tmp_path / "test.npz", test_x, np.arange(20) % 5)
+    params = {"train": str(tmp_path / "train.npz"), "test": str(tmp_path / "test.npz")}
+    splits = read_splits(DatasetConfig(kind="npz", params=params))
+    assert splits.test_split == "test" and splits.image_shape == (3, 6, 6) and splits.monitor is None
+    assert np.array_equal(splits.test.load(np.arange(20)), test_x.transpose(0, 3, 1, 2))
+    assert np.array_equal(splits.train.load(np.array([3, 1])), train_x[[3, 1]].transpose(0, 3, 1, 2))
+    monitored = read_splits(DatasetConfig(kind="npz", params=params, val_fraction=0.2, split_seed=3))
+    assert np.array_equal(monitored.test.labels, splits.test.labels)
+    assert len(monitored.train.labels) == 40 and np.bincount(monitored.monitor.labels).tolist() == [2] * 5
+    kept = {im.tobytes() for im in monitored.train.load(np.arange(40))}
+    carved = {im.tobytes() for im in monitored.monitor.load(np.arange(10))}
+    assert not kept & carved and len(kept | carved) == 50
+
+
+def test_the_split_cas_is_measured_on_is_named() -> None:
+    assert cas_split_name(DatasetConfig(kind="digits")) == "val"
+    official = (("cifar10", {}), ("mnist", {}), ("npz", {"train": "a", "test": "b"}), ("folder", {"root": "r"}))
+    for kind, params in official:
+        assert cas_split_name(DatasetConfig(kind=kind, params=params)) == "test"
+    digits = read_splits(DatasetConfig(kind="digits"))
+    assert digits.test_split == "val" and digits.monitor is None
+
+
 def test_npz_dataset_errors(tmp_path: Path) -> None:
     np.savez(tmp_path / "t.npz", np.zeros((4, 8, 8, 3), np.float32), np.zeros(4, int))
-    cfg = DatasetConfig(kind="npz", params={"train": str(tmp_path / "t.npz"), "val": str(tmp_path / "t.npz")})
+    cfg = DatasetConfig(kind="npz", params={"train": str(tmp_path / "t.npz"), "test": str(tmp_path / "t.npz")})
     with pytest.raises(ConfigError, match=r"dataset.params.train: .*t.npz arr_0 must be uint8 N×H×W×C, got float32"):
         read_splits(cfg)
-    with pytest.raises(ConfigError, match=r"dataset.params: kind 'npz' needs \['val'\]"):
-        read_splits(DatasetConfig(kind="npz", params={"train": "x"}))
-    with pytest.raises(ConfigError, match=r"dataset.params: unknown \['root'\] for kind 'digits'"):
-        read_splits(DatasetConfig(kind="digits", params={"root": "x"}))
+    with pytest.raises(ValueError, match=r"dataset kind 'npz' needs params \['test'\]"):
+        DatasetConfig(kind="npz", params={"train": "x"})
+    with pytest.raises(ValueError, match=r"unknown params \['root'\] for dataset kind 'digits'"):
+        DatasetConfig(kind="digits", params={"root": "x"})
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -86,8 +117,14 @@ def test_mnist_reader_on_files_the_test_writes(tmp_path: Path) -> None:
     splits = read_splits(DatasetConfig(kind="mnist", params={"root": str(tmp_path), "download": False}))
     assert splits.image_shape == (1, 28, 28) and len(splits.class_names) == 10
     assert np.array_equal(splits.train.load(np.arange(50))[:, 0], train_x)
-    assert np.array_equal(splits.val.labels, test_y)  # without val_fraction: the official test split
+    assert np.array_equal(splits.test.labels, test_y) and splits.test_split == "test" and splits.monitor is None
     carved = read_splits(DatasetConfig(kind="mnist", val_fraction=0.2,
                                        params={"root": str(tmp_path), "download": False}))
-    assert len(carved.train.labels) == 40 and len(carved.val.labels) == 10
-    assert np.bincount(carved.val.labels).tolist() == [1] * 10
+    # val_fraction carves a monitoring split off train; CAS is still measured on the official test split
+    assert np.array_equal(carved.test.load(np.arange(20))[:, 0], test_x) and carved.test_split == "test"
+    assert len(carved.train.labels) == 40 and len(carved.monitor.labels) == 10
+    assert np.bincount(carved.monitor.labels).tolist() == [1] * 10
+    train_images = {im.tobytes() for im in carved.train.load(np.arange(40))}
+    monitor_images = {im.tobytes() for im in carved.monitor.load(np.arange(10))}
+    assert train_images | monitor_images == {im.tobytes() for im in train_x.astype(np.uint8)[:, None]}
+    assert not train_images & monitor_images

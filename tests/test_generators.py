@@ -86,11 +86,11 @@ def test_biggan_deep_from_a_folder_with_random_weights(tmp_path: Path) -> None:
     from harness.store import Store
 
     rng = np.random.default_rng(0)
-    for split, n in (("train", 40), ("val", 20)):
+    for split, n in (("train", 40), ("test", 20)):
         np.savez(tmp_path / f"{split}.npz", rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), np.arange(n) % 10)
     store = Store(str(tmp_path / "store"))
     real = materialize(DatasetConfig(kind="npz", params={"train": str(tmp_path / "train.npz"),
-                                                         "val": str(tmp_path / "val.npz")}), store)
+                                                         "test": str(tmp_path / "test.npz")}), store)
     assert real.image_shape == (3, 16, 16) and real.num_classes == 10
     _tiny_biggan_folder(tmp_path / "biggan", 16)
     spec = GeneratorConfig(name="big", kind="biggan-deep", params={"model": str(tmp_path / "biggan")},

@@ -172,7 +172,8 @@ def _read_parts(pieces: Sequence[ShardPiece], parts: list[tuple[int, int, int]],
 def _batch(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, pin: bool) -> Batch:
     out = torch.empty((len(idx), *images.shape[1:]), dtype=torch.uint8, pin_memory=pin)
     np.take(images, idx, axis=0, out=out.numpy(), mode="clip")  # "raise" would buffer the output
-    return out, torch.from_numpy(labels[idx])
+    targets = torch.from_numpy(labels[idx])
+    return out, targets.pin_memory() if pin else targets
 
 
 class ShardStream:

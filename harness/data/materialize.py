@@ -14,7 +14,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import ray
 
 from harness import layout
 from harness.config import DatasetConfig
@@ -49,7 +48,6 @@ MIN_CHUNK_IMAGES = 100
 CHUNKS_PER_CPU = 8
 
 
-@ray.remote(num_cpus=1)
 class _SplitWorker:
     """Holds a split's loader (unpickled once: a folder's loader carries every file name) and
     loads chunks of it or writes shards from chunks."""
@@ -66,6 +64,8 @@ class _SplitWorker:
 
 def _local_cpus() -> int:
     """CPUs Ray offers on this node (0 without Ray, or on a head kept free of work)."""
+    import ray
+
     if not ray.is_initialized():
         return 0
     here = ray.get_runtime_context().get_node_id()
@@ -80,11 +80,13 @@ def _write_parallel(split: Split, shards: ShardSet, groups: list[np.ndarray], nu
     keep every CPU busy are in flight at once, so the object store holds a few shards'
     images, not the dataset's.
     """
+    import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     split_ref = ray.put(split)
-    workers = [_SplitWorker.options(scheduling_strategy=here).remote(split_ref) for _ in range(cpus)]
+    worker_class = ray.remote(num_cpus=1)(_SplitWorker)
+    workers = [worker_class.options(scheduling_strategy=here).remote(split_ref) for _ in range(cpus)]
     shard_size = max(len(g) for g in groups)
     chunk = min(shard_size, max(MIN_CHUNK_IMAGES, math.ceil(len(split.labels) / (CHUNKS_PER_CPU * cpus))))
     window = 1 + math.ceil(cpus * chunk / shard_size)

@@ -1,11 +1,21 @@
-"""Readers for each real dataset kind, returning a train and a validation split.
+"""Readers for each real dataset kind, returning a train and a test split.
+
+CAS is measured on the dataset's official held-out split where it has one (the test split
+of CIFAR-10/100, MNIST and Fashion-MNIST, an npz ``test`` file, a folder's ``val/`` as
+ImageNet's validation set): the generators under test were trained on the train split, so
+testing on a part of it would reward memorisation. ``val_fraction`` then carves a
+seeded, stratified monitoring split off the train split. The embedded digits have no
+official split: ``val_fraction`` (default 0.2) carves their test split, named ``val``.
 
 A split knows all its labels up front and loads images by index, so that a large dataset
-(an ImageNet folder) is turned into shards chunk by chunk, never held whole in memory.
+(an ImageNet folder, a memory-mapped npz) is turned into shards chunk by chunk, never held
+whole in memory.
 """
 
 from __future__ import annotations
 
+import struct
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +27,8 @@ from harness.config import ConfigError, DatasetConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".JPEG"}
 DEFAULT_ROOT = Path.home() / ".cache" / "cas-harness" / "data"
+#: What the split CAS is measured on is called: the dataset's official held-out split, or one carved from train.
+OFFICIAL, CARVED = "test", "val"
 
 
 @dataclass
@@ -29,10 +41,39 @@ class Split:
 
 @dataclass
 class Splits:
+    """A dataset's splits: ``train``, ``test`` (where CAS is measured; ``test_split`` names it,
+    see :func:`cas_split_name`) and, when ``val_fraction`` carves one off an official train
+    split, ``monitor``."""
+
     train: Split
-    val: Split
+    test: Split
     class_names: list[str]
     image_shape: tuple[int, int, int]
+    test_split: str
+    monitor: Split | None = None
+
+    @property
+    def val(self) -> Split:
+        """The test split under the name the store's ``datasets/<key>/val`` folder was written from."""
+        return self.test
+
+
+def cas_split_name(cfg: DatasetConfig) -> str:
+    """``test`` when the dataset kind has an official held-out split (``DATASETS`` info ``test_split``),
+    ``val`` when the split CAS is measured on is carved from the train data."""
+    from harness.registry import DATASETS
+
+    return OFFICIAL if DATASETS.entry(cfg.kind).info["test_split"] else CARVED
+
+
+class _Images:
+    """Images held as N×H×W×C (in memory or memory-mapped), loaded by index as N×C×H×W."""
+
+    def __init__(self, nhwc: np.ndarray) -> None:
+        self.nhwc = nhwc
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.nhwc[np.asarray(idx)].transpose(0, 3, 1, 2))
 
 
 def _in_memory(images: np.ndarray, labels: np.ndarray) -> Split:
@@ -47,20 +88,34 @@ def _stratified(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
     return np.sort(train_idx), np.sort(val_idx)
 
 
-def _split_arrays(images: np.ndarray, labels: np.ndarray, cfg: DatasetConfig,
-                  default_fraction: float) -> tuple[Split, Split]:
-    train_idx, val_idx = _stratified(labels, cfg.val_fraction or default_fraction, cfg.split_seed)
-    return _in_memory(images[train_idx], labels[train_idx]), _in_memory(images[val_idx], labels[val_idx])
+def _subsplit(split: Split, idx: np.ndarray) -> Split:
+    """The images of ``split`` at ``idx``, still loaded lazily."""
+    return Split(labels=split.labels[idx], load=lambda sub: split.load(idx[np.asarray(sub)]))
+
+
+def _carve(split: Split, cfg: DatasetConfig, fraction: float) -> tuple[Split, Split]:
+    """``split`` cut, stratified and seeded by ``split_seed``, into a kept part and a carved part of ``fraction``."""
+    kept, carved = _stratified(split.labels, fraction, cfg.split_seed)
+    return _subsplit(split, kept), _subsplit(split, carved)
+
+
+def _with_official_test(train: Split, test: Split, cfg: DatasetConfig, class_names: list[str],
+                        image_shape: tuple[int, int, int]) -> Splits:
+    """Splits measured on the official ``test``; ``val_fraction`` carves a monitoring split off ``train``."""
+    monitor = None
+    if cfg.val_fraction:
+        train, monitor = _carve(train, cfg, cfg.val_fraction)
+    return Splits(train, test, class_names, image_shape, OFFICIAL, monitor)
 
 
 def read_digits(cfg: DatasetConfig) -> Splits:
-    """scikit-learn's 1,797 8×8 digits (ships with scikit-learn: no download)."""
+    """scikit-learn's 1,797 8×8 digits (ships with scikit-learn: no download); the test split is carved."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     images = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
-    train, val = _split_arrays(images, digits.target.astype(np.int64), cfg, default_fraction=0.2)
-    return Splits(train, val, [str(i) for i in range(10)], (1, 8, 8))
+    train, test = _carve(_in_memory(images, digits.target.astype(np.int64)), cfg, cfg.val_fraction or 0.2)
+    return Splits(train, test, [str(i) for i in range(10)], (1, 8, 8), CARVED)
 
 
 _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
@@ -69,9 +124,9 @@ _TORCHVISION = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "C
 def read_torchvision(cfg: DatasetConfig) -> Splits:
     """MNIST, Fashion-MNIST, CIFAR-10/100 via torchvision (downloaded once to ``root``).
 
-    With ``val_fraction`` the validation split is carved, stratified, from the official
-    train split (the paper's CIFAR-10 protocol: 45k/5k); without it, the official test
-    split is the validation split.
+    CAS is measured on the official test split; ``val_fraction`` carves a monitoring split
+    off the official train split (the paper's CIFAR-10 protocol: 45k train, 5k validation,
+    the 10k test images for CAS).
     """
     import torchvision.datasets as tvd
 
@@ -79,35 +134,55 @@ def read_torchvision(cfg: DatasetConfig) -> Splits:
     root = Path(cfg.params["root"] or DEFAULT_ROOT).expanduser()
     download = bool(cfg.params["download"])
 
-    def arrays(train: bool) -> tuple[np.ndarray, np.ndarray]:
+    def split(train: bool) -> tuple[Split, list[str]]:
         ds = cls(root=str(root), train=train, download=download)
         data = ds.data.numpy() if hasattr(ds.data, "numpy") else np.asarray(ds.data)
-        images = data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2)
-        return np.ascontiguousarray(images, dtype=np.uint8), np.asarray(ds.targets, dtype=np.int64)
+        images = np.ascontiguousarray(data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2), dtype=np.uint8)
+        return _in_memory(images, np.asarray(ds.targets, dtype=np.int64)), [str(c) for c in ds.classes]
 
-    train_images, train_labels = arrays(train=True)
-    if cfg.val_fraction:
-        train, val = _split_arrays(train_images, train_labels, cfg, cfg.val_fraction)
-    else:
-        train, val = _in_memory(train_images, train_labels), _in_memory(*arrays(train=False))
-    ds = cls(root=str(root), train=False, download=False)
-    return Splits(train, val, [str(c) for c in ds.classes], tuple(train_images.shape[1:]))
+    (train, class_names), (test, _) = split(train=True), split(train=False)
+    image_shape = train.load(np.arange(1)).shape[1:]
+    return _with_official_test(train, test, cfg, class_names, image_shape)
 
 
 def read_npz(cfg: DatasetConfig) -> Splits:
-    """``.npz`` files with arr_0 = uint8 N×H×W×C images and arr_1 = labels (ADM's format)."""
-    train_images, train_labels = read_npz_batch(Path(cfg.params["train"]), "dataset.params.train")
-    val_images, val_labels = read_npz_batch(Path(cfg.params["val"]), "dataset.params.val")
-    if train_images.shape[1:] != val_images.shape[1:]:
-        raise ConfigError(f"dataset: train images are {train_images.shape[1:]} but val images are "
-                          f"{val_images.shape[1:]}; both splits must share one shape")
-    num_classes = int(max(train_labels.max(), val_labels.max())) + 1
-    return Splits(_in_memory(train_images, train_labels), _in_memory(val_images, val_labels),
-                  [str(i) for i in range(num_classes)], tuple(train_images.shape[1:]))
+    """``.npz`` files with arr_0 = uint8 N×H×W×C images and arr_1 = labels (ADM's format), memory-mapped
+    where stored uncompressed: ``train``, and ``test`` where CAS is measured."""
+    train_images, train_labels = open_npz_batch(Path(cfg.params["train"]), "dataset.params.train")
+    test_images, test_labels = open_npz_batch(Path(cfg.params["test"]), "dataset.params.test")
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise ConfigError(f"dataset: train images are {train_images.shape[1:]} (H×W×C) but test images are "
+                          f"{test_images.shape[1:]}; both splits must share one shape")
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    h, w, c = train_images.shape[1:]
+    return _with_official_test(Split(train_labels, _Images(train_images)), Split(test_labels, _Images(test_images)),
+                               cfg, [str(i) for i in range(num_classes)], (c, h, w))
 
 
-def read_npz_batch(path: Path, field: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (as N×C×H×W) and labels from an ADM-style sample batch, checked."""
+def _npz_member_map(path: Path, member: str) -> np.ndarray | None:
+    """A memory map of an array stored uncompressed in an ``.npz`` (``np.savez``), or None when it cannot be mapped."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"{member}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)
+        if header[:4] != b"PK\x03\x04":
+            return None
+        name_length, extra_length = struct.unpack("<HH", header[26:30])
+        f.seek(info.header_offset + 30 + name_length + extra_length)
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+        offset = f.tell()
+    if fortran_order or dtype.hasobject:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+def open_npz_batch(path: Path, field: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N×H×W×C, memory-mapped when stored uncompressed) and labels of an ADM-style sample batch, checked."""
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -117,20 +192,24 @@ def read_npz_batch(path: Path, field: str) -> tuple[np.ndarray, np.ndarray]:
         if missing:
             raise ConfigError(f"{field}: {path} lacks {sorted(missing)}; expected arr_0 = uint8 N×H×W×C "
                               f"images and arr_1 = integer labels (found {npz.files})")
-        images, labels = npz["arr_0"], npz["arr_1"]
+        labels = npz["arr_1"]
+        images = _npz_member_map(path, "arr_0")
+        if images is None:
+            images = npz["arr_0"]
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ConfigError(f"{field}: {path} arr_0 must be uint8 N×H×W×C, got {images.dtype} {images.shape}")
     if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
         raise ConfigError(f"{field}: {path} arr_1 must hold {len(images)} non-negative integer labels, "
                           f"got {labels.dtype} {labels.shape}")
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels.astype(np.int64)
+    return images, labels.astype(np.int64)
 
 
 def read_folder(cfg: DatasetConfig) -> Splits:
-    """``root/train/<class>/*.png`` and ``root/val/<class>/*`` (ImageNet's folder layout).
+    """``root/train/<class>/*.png`` and ``root/val/<class>/*`` (ImageNet's folder layout), CAS measured on ``val/``.
 
-    Images are center-cropped to a square and resized to ``image_size`` (required when
-    sizes differ), RGB unless ``channels: 1``.
+    Class folders are sorted by name (for ImageNet: the standard sorted-wnid order, the
+    one BigGAN's class indices follow). Images are center-cropped to a square and resized
+    to ``image_size`` (required when sizes differ), RGB unless ``channels: 1``.
     """
     root = Path(cfg.params["root"]).expanduser()
     image_size = cfg.params["image_size"]
@@ -146,8 +225,8 @@ def read_folder(cfg: DatasetConfig) -> Splits:
     if not class_names:
         raise ConfigError(f"dataset.params.root: {train_dir} holds no class folders")
     train, first = _folder_split(train_dir, class_names, image_size, channels)
-    val, _ = _folder_split(val_dir, class_names, image_size, channels)
-    return Splits(train, val, class_names, first)
+    test, _ = _folder_split(val_dir, class_names, image_size, channels)
+    return _with_official_test(train, test, cfg, class_names, first)
 
 
 def list_class_folders(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
@@ -196,7 +275,7 @@ def _folder_split(root: Path, class_names: list[str], image_size: int | None,
 
 
 def read_splits(cfg: DatasetConfig) -> Splits:
-    """The train and validation splits of the configured dataset."""
+    """The train and test splits (and a monitoring split where asked for) of the configured dataset."""
     from harness.registry import DATASETS
 
     return DATASETS.load(cfg.kind)(cfg)

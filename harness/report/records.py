@@ -15,13 +15,15 @@ from typing import Any
 from harness.classify.recipes import Recipe, recipe_record
 from harness.plan import Cell
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 
 
 @dataclass(frozen=True)
 class Record:
     """One cell: where it sits in the grid, how it was made, and what it scored (or why it failed).
 
+    ``params`` are the generator spec's parameters (with ``kind``, its identity on the leaderboard);
+    ``predictions`` the store path of the test-set top-5 predictions, where the trial kept them.
     ``metrics`` holds the sample set's IS/FID/KID/precision/recall under the keys the metrics
     declare (``harness.metrics.sets.METRIC_KEYS``), with the extractor that made them.
     """
@@ -45,10 +47,14 @@ class Record:
     confusion: list[list[int]] | None = None
     n_train: int | None = None
     n_val: int | None = None
+    test_split: str | None = None
+    sample_multiplier: float | None = None
+    distinct_fraction: float | None = None
     steps_per_epoch: int | None = None
     train_seconds: float | None = None
     world_size: int | None = None
     model: str | None = None
+    params: dict[str, Any] | None = None
     predictions: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -79,6 +85,7 @@ class RunContext:
     dataset: str
     recipe_name: str
     recipe: Recipe
+    test_split: str | None = None
 
 
 def make_record(cell: Cell, result: dict[str, Any], metrics: dict[str, Any], run: RunContext) -> Record:
@@ -87,8 +94,10 @@ def make_record(cell: Cell, result: dict[str, Any], metrics: dict[str, Any], run
     made = {"generator": cell.generator, "kind": cell.kind, "mode": cell.mode, "knobs": cell.knobs,
             "truncation_mode": s.generator.truncation_mode if s else None,
             "augmentation_ratio": cell.augmentation_ratio, "seed": cell.seed, "recipe": run.recipe_name,
-            "recipe_settings": recipe_record(run.recipe), "sample_set": s.folder if s else None,
-            "dataset": run.dataset, "metrics": metrics}
+            "recipe_settings": recipe_record(cell.train_recipe(run.recipe)), "sample_set": s.folder if s else None,
+            "dataset": run.dataset, "test_split": run.test_split, "sample_multiplier": cell.sample_multiplier,
+            "distinct_fraction": cell.distinct_fraction, "params": s.generator.params if s else {},
+            "metrics": metrics}
     if "error" in result:
         return Record(**made, status="failed", error=result["error"])
     return Record(**made, status="ok", **result)
