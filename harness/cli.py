@@ -122,6 +122,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 1 if "error" in result else 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """What the sweep will do and cost, without Ray: cells, samples, store bytes, steps, GPU-hours."""
+    from harness import cost
+
+    bench = cost.read_bench_result(args.throughput) if args.throughput else None
+    result = cost.plan_cost(_load(args), args.config, gpus=args.gpus, accelerator=args.accelerator, bench=bench)
+    print("\n".join(cost.summary(result)))
+    return 0
+
+
 def _stored_run_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """A command on stored runs whose errors (a folder that is not a run, a cell name that matches nothing,
     records of another version) are reported as such, exit code 2."""
@@ -271,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run the whole sweep: sample, train, report")
     common(p)
     p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("plan", help="what the sweep will do and cost (no Ray): cells, samples, bytes, GPU-hours")
+    p.add_argument("config", help="sweep YAML file (see configs/)")
+    p.add_argument("--store", help="store folder or URI whose manifests give the data's size, if it holds them")
+    p.add_argument("--gpus", type=int, help="GPUs to estimate the wall time on (default: one trial's workers)")
+    p.add_argument("--accelerator", default="a100", help="GPU of the built-in throughput figures: a100 or v100")
+    p.add_argument("--throughput", metavar="FILE", help="a bench/bench_train.py result to take the throughput from")
+    p.set_defaults(func=cmd_plan)
     p = sub.add_parser("sample", help="draw the sample sets into the store")
     common(p)
     p.add_argument("--generator", help="only this generator (by name)")

@@ -42,16 +42,27 @@ def _registered(registry: Registry, name: str) -> str:
     return name
 
 
+class DatasetSize(_Strict):
+    """Image counts of a dataset's splits, for ``harness plan`` before the data is in the store."""
+
+    train: int = Field(ge=1)
+    val: int = Field(ge=1)
+
+
 class DatasetConfig(_Strict):
     """The real data: what CAS's samples replace and what every classifier is tested on.
 
     ``params`` are the kind's (see ``harness.registry.DATASETS``); defaults are filled in.
+    ``size`` tells ``harness plan`` the split sizes where it cannot know them (a folder not
+    on this machine): a standard dataset's name (``imagenet``, ``cifar10``, …) or counts;
+    it is no part of the data's identity.
     """
 
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
     split_seed: Seed = 0
+    size: str | DatasetSize | None = None
 
     @field_validator("kind")
     @classmethod
@@ -174,6 +185,8 @@ class ClassifierConfig(_Strict):
     ``{"a100": 1}``, which a node declares with ``ray start --resources``), so trials run
     only on nodes that offer all of them. A trial still training ``trial_timeout_s``
     seconds after it started is stopped and its cell fails (left out: no limit).
+    ``images_per_second``: the training throughput of one worker measured for this recipe
+    (``bench/bench_train.py``), for ``harness plan``.
     """
 
     recipe: str
@@ -183,6 +196,7 @@ class ClassifierConfig(_Strict):
     cpus_per_worker: float = Field(default=1, gt=0)
     resources_per_worker: dict[str, float] = Field(default_factory=dict)
     trial_timeout_s: float | None = Field(default=None, gt=0)
+    images_per_second: float | None = Field(default=None, gt=0)
 
     @field_validator("recipe")
     @classmethod

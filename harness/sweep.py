@@ -93,6 +93,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     ``source`` names the config file and ``store_field`` where its store came from
     (``store`` or ``--store``) in error messages."""
     from harness.classify.grid import run_trials
+    from harness.cost import plan_lines
     from harness.metrics.sets import measure
     from harness.preflight import preflight
     from harness.report.records import RunContext, make_record
@@ -102,6 +103,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     timer = StageTimer()
     with timer.stage("check"):
         recipe = preflight(config, source, store_field)
+        status("\n".join(plan_lines(config, source)))
     store = Store.open(config.store)
     for run in killed_runs(store):
         status(f"[runs] {run.folder}: its sweep was killed at stage {run.stage}; marked incomplete")

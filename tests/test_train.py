@@ -165,7 +165,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(digits_store, tmp_p
     assert store.read_bytes(resumed["predictions"]) == store.read_bytes(reference["predictions"])
     models = [torch.load(store.path(r["model"]), weights_only=True) for r in (reference, resumed)]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
-    assert torch.load(store.path("trials/killed", layout.TRIAL_CHECKPOINT), weights_only=True)["epoch"] == 4
+    final = torch.load(store.path("trials/killed", layout.TRIAL_CHECKPOINT), weights_only=True)
+    assert final["epoch"] == 4 and final["resumes"] == [2]
 
 
 def test_a_corrupt_checkpoint_is_trained_anew(digits_store, capsys) -> None:

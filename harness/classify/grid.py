@@ -171,7 +171,7 @@ def _fit(cells: dict[str, Cell], real: RealData, store: Store, config: SweepConf
     tuner = tune.Tuner(
         tune.with_resources(_trial, trial_resources(cls)),
         param_space={"cell": tune.grid_search(params)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials(config)),
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials(config), reuse_actors=True),
         run_config=tune.RunConfig(
             name="tune" if fits == 0 else f"tune-{fits + 1}", storage_path=store.path(run_folder), verbose=0,
             callbacks=[TrialProgress(len(params))],

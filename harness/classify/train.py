@@ -15,7 +15,8 @@ The test split is streamed in its manifest's order, each worker a contiguous par
 pools the counts and keeps every test image's top-5 classes (``predictions.npz``).
 
 Checkpoints: every ``recipe.checkpoint_every`` epochs rank 0 writes the model and the
-optimizer with the epoch reached to ``checkpoint.pt`` in the trial's folder. A train loop
+optimizer with the epoch reached (and the epochs it resumed after, if it ever did) to
+``checkpoint.pt`` in the trial's folder. A train loop
 that starts again (Ray Train's retry after a lost worker or node, or a rerun of the sweep
 after the process was killed) resumes after that epoch. The stream's order and every
 random draw of an epoch come from (seed, epoch, rank), so the epoch is all the random
@@ -27,6 +28,7 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,11 +97,25 @@ def read_checkpoint(store: Store, folder: str, recipe: Recipe, label: str) -> di
 
 
 def write_checkpoint(store: Store, folder: str, epoch: int, model: torch.nn.Module,
-                     optimizer: torch.optim.Optimizer) -> None:
-    """Model and optimizer after ``epoch`` epochs, with a checksum sidecar, atomically."""
+                     optimizer: torch.optim.Optimizer, resumes: list[int]) -> None:
+    """Model and optimizer after ``epoch`` epochs, and the epochs the run resumed after, with a checksum
+    sidecar, atomically."""
     buf = io.BytesIO()
-    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict()}, buf)
+    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "resumes": resumes}, buf)
     write_checked(store, buf.getvalue(), folder, layout.TRIAL_CHECKPOINT)
+
+
+def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], recipe: Recipe, epoch: int,
+                steps: int) -> torch.Tensor:
+    """One epoch of ``steps`` SGD steps on device batches, each at the recipe's rate for its fraction of the
+    epoch; the summed loss, left on the device (no host synchronisation)."""
+    total = torch.zeros((), device=step.device)
+    for i, (images, labels) in enumerate(batches):
+        for group in step.optimizer.param_groups:
+            group["lr"] = learning_rate(recipe, epoch + i / steps)
+        total += step(images, labels)
+    return total
 
 
 def _device(use_gpu: bool) -> torch.device:
@@ -131,11 +147,12 @@ def train_loop(task: TrainTask) -> dict[str, Any] | None:
     optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
                                 nesterov=recipe.momentum > 0)
     checkpoints = bool(task.folder and recipe.checkpoint_every)
-    start_epoch = 0
+    start_epoch, resumes = 0, []
     if checkpoints and (state := read_checkpoint(store, task.folder, recipe, task.label)):
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = state["epoch"]
+        resumes = [*state.get("resumes", []), start_epoch]
         if rank == 0:
             status(f"[train {task.label}] resuming after epoch {start_epoch} from its checkpoint")
     if cuda:
@@ -152,14 +169,10 @@ def train_loop(task: TrainTask) -> dict[str, Any] | None:
         torch.manual_seed(seed)
         step.reseed(seed)
         trained.train()
-        total_loss = torch.zeros((), device=device)
-        for i, (images, labels) in enumerate(DevicePrefetcher(stream.epoch(epoch), device)):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(recipe, epoch + i / steps)
-            total_loss += step(images, labels)
+        total_loss = train_epoch(step, DevicePrefetcher(stream.epoch(epoch), device), recipe, epoch, steps)
         done = epoch + 1
         if rank == 0 and checkpoints and (done % recipe.checkpoint_every == 0 or done == recipe.epochs):
-            write_checkpoint(store, task.folder, done, model, optimizer)
+            write_checkpoint(store, task.folder, done, model, optimizer, resumes)
         now = time.monotonic()
         if rank == 0 and (now - last_print > PRINT_EVERY_S or done == recipe.epochs):
             last_print = now
