@@ -45,7 +45,6 @@ endif
 ## test: lint and the whole test suite (what CI runs)
 test: $(VENV)/.installed-test $(CHECKOV_VENV)/bin/checkov browser
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 ## test-fast: the suite without the slow integration tests
@@ -54,7 +53,6 @@ test-fast: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 ## bench: the benchmarks whose figures are in BENCHMARKS.md
 bench: $(VENV)/.installed-test

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.config import ConfigError, SweepConfig, load_config
+from harness.config import ConfigError, SweepConfig
+from harness.config_file import load_config
 from harness.generators import GeneratorError
 from harness.kube import commands as kube_commands
 

@@ -8,7 +8,8 @@ import pytest
 
 from harness import plan
 from harness.classify.recipes import resolve_recipe
-from harness.config import ConfigError, load_config
+from harness.config import ConfigError
+from harness.config_file import load_config
 from harness.registry import RECIPES
 from tests.conftest import write_config
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from harness.cli import main
-from harness.config import MAX_VALUES, ConfigError, SweepConfig, load_config
+from harness.config import ConfigError, SweepConfig
+from harness.config_file import MAX_VALUES, load_config
 from harness.store import spec_key
 
 GOOD: dict[str, Any] = {

@@ -9,7 +9,8 @@ import pytest
 
 from harness import cost
 from harness.cli import main
-from harness.config import ConfigError, load_config
+from harness.config import ConfigError
+from harness.config_file import load_config
 from tests.conftest import write_config
 
 ROOT = Path(__file__).resolve().parents[1]

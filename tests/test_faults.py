@@ -84,7 +84,8 @@ class Sweep:
 
 def same_results(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What two runs with the same seeds must agree on: the cells and their numbers, metrics included."""
-    return [{**c, **{k: v for k, v in r.items() if is_metric_key(k)}} for c, r in zip(comparable(records), records, strict=True)]
+    metrics = [{k: v for k, v in r.items() if is_metric_key(k)} for r in records]
+    return [{**c, **m} for c, m in zip(comparable(records), metrics, strict=True)]
 
 
 def children(pid: int) -> list[int]:
@@ -259,7 +260,7 @@ def quick_heartbeats(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def test_a_hanging_generator_and_a_long_trial_fail_their_own_cells(quick_heartbeats: None, tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.config import load_config
+    from harness.config_file import load_config
     from harness.sweep import run_sweep
 
     path = tmp_path / "hang.yaml"

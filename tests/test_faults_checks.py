@@ -142,7 +142,7 @@ def test_dataset_and_sample_paths(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == 2 and f"dataset.params.root: {str(missing)!r}: {missing / 'val'} does not exist" in err
 
     npz_data = BASE.replace("{kind: digits}", f"{{kind: npz, params: {{train: {tmp_path}/t.npz, "
-                                              f"val: {tmp_path}/v.npz}}}}")
+                                              f"test: {tmp_path}/v.npz}}}}")
     code, err, path = run_main(tmp_path, npz_data, capsys=capsys)
     assert code == 2
     assert err.startswith(f"error: {path}: dataset.params.train: '{tmp_path}/t.npz' does not exist; expected an "

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from harness.config import load_config
+from harness.config_file import load_config
 from harness.shards import ShardSet
 from harness.store import SHARED_FILESYSTEM_ENV, Store
 from harness.sweep import run_sweep

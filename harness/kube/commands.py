@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.config import load_config
+from harness.config_file import load_config
 from harness.kube import ClusterError
 from harness.kube.manifests import DEFAULT_IMAGE, DEFAULT_NAMESPACE, PVC_MOUNT
 
