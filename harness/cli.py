@@ -124,11 +124,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    """What the sweep will do and cost, without Ray: cells, samples, store bytes, steps, GPU-hours."""
+    """What the sweep will do and cost, without Ray: cells, samples, store bytes, steps, GPU-hours. The data
+    need not be on this machine (a cluster's store or its own nodes may hold it)."""
     from harness import cost
 
     bench = cost.read_bench_result(args.throughput) if args.throughput else None
-    result = cost.plan_cost(_load(args), args.config, gpus=args.gpus, accelerator=args.accelerator, bench=bench)
+    config = load_config(args.config, store=args.store)
+    result = cost.plan_cost(config, args.config, gpus=args.gpus, accelerator=args.accelerator, bench=bench)
     print("\n".join(cost.summary(result)))
     return 0
 
