@@ -51,7 +51,7 @@ def metric_columns(records: Sequence[Mapping[str, Any]]) -> list[MetricColumn]:
     if "is_mean" in keys:
         out.append(MetricColumn("IS", "is_mean", "is_std" if "is_std" in keys else None, 1.0, 2, False))
     for k in sorted(k for k in keys if k == "fid" or k.startswith("fd_")):
-        out.append(MetricColumn("FID" if k == "fid" else f"FD ({k[3:]})", k, None, 1.0, 2, True))
+        out.append(MetricColumn("FID" if k in ("fid", "fd_inception") else f"FD ({k[3:]})", k, None, 1.0, 2, True))
     for k in sorted(k for k in keys if k.startswith("kid") and k.endswith("_mean")):
         extractor = k[4:-5]
         std = k[:-5] + "_std"

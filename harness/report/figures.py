@@ -77,7 +77,7 @@ def _fid_key(rows: Sequence[Mapping[str, Any]]) -> str | None:
     """``fid`` where rows carry it, else the first ``fd_<extractor>`` key (Fréchet distance in that
     extractor's features)."""
     keys = {k for r in rows for k in r if (k == "fid" or k.startswith("fd_")) and r[k] is not None}
-    return "fid" if "fid" in keys else min(keys, default=None)
+    return next((k for k in ("fid", "fd_inception") if k in keys), min(keys, default=None))
 
 
 def _fid_label(key: str) -> str:
