@@ -83,9 +83,9 @@ def _where(info: Mapping[str, Any]) -> str:
 
 
 def _extractors(records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> str:
-    names = info.get("feature_extractors") or sorted({r["feature_extractor"] for r in records
-                                                      if r.get("feature_extractor")})
-    prep = sorted({r["preprocessing"] for r in records if r.get("preprocessing")})
+    names = info.get("feature_extractors") or sorted(
+        {n for r in records for n in (r.get("extractor_names") or {}).values()})
+    prep = sorted({p for r in records for p in (r.get("preprocessing") or {}).values()})
     if not names:
         return "no feature extractor (metrics off)"
     return ", ".join(f"`{n}`" for n in names) + (f" (preprocessing: {'; '.join(prep)})" if prep else "")
