@@ -50,7 +50,7 @@ def summary_table(markdown: str) -> list[dict[str, str]]:
 def test_run_folder_holds_a_complete_run_with_its_provenance_and_stage_times(swept: dict) -> None:
     info = json.loads((swept["run"] / "run.json").read_text())
     assert info["status"] == "complete" and info["finished"] >= info["date"]
-    assert set(info["stage_seconds"]) == {"prepare", "sample", "train", "measure", "report"}
+    assert set(info["stage_seconds"]) == {"prepare", "sample", "train", "features", "report"}
     prov = info["provenance"]
     assert prov["seeds"] == [0] and "nothree" in prov["config"] and prov["libraries"]["torch"]
     assert prov["store_keys"]["dataset"] == info["dataset"]
