@@ -1,8 +1,10 @@
 """Wall time of the quickstart sweep (`make sweep`) from an empty store, after install.
 
 Runs `harness sweep configs/quickstart.yaml` in a fresh process against a temporary store,
-then once more against the same store (everything reused), and prints both times and the
-CAS table's Top-1 figures. Usage: .venv/bin/python bench/bench_quickstart.py [CONFIG]
+then once more against the same store (everything reused), and prints both times, the cold
+run's time per stage (from its run.json) with the share of the wall spent outside training
+(process start-up and imports included), and the CAS table's Top-1 figures.
+Usage: .venv/bin/python bench/bench_quickstart.py [CONFIG]
 """
 
 from __future__ import annotations
@@ -34,8 +36,15 @@ def main() -> None:
         cold, run_dir = run(config, store)
         warm, _ = run(config, store)
         records = json.loads((run_dir / "results.json").read_text())
+        stages = json.loads((run_dir / "run.json").read_text())["stage_seconds"]
     print(f"machine: {os.cpu_count()} CPUs")
     print(f"{config.name}: empty store {cold:.0f} s; everything reused {warm:.0f} s")
+    print("empty store, per stage:")
+    for name, seconds in stages.items():
+        print(f"  {name:<9} {seconds:6.1f} s  {100 * seconds / cold:3.0f}%")
+    print(f"  {'start-up':<9} {cold - sum(stages.values()):6.1f} s  (process, imports; outside the stages)")
+    outside = cold - stages["train"]
+    print(f"outside training: {outside:.0f} s of {cold:.0f} s, {100 * outside / cold:.0f}%")
     for r in records:
         tau = "-" if r["truncation"] is None else f"{r['truncation']:g}"
         print(f"  {r['generator']:<8} τ={tau:<4} {r['mode']:<4} top1 {r.get('top1', float('nan')):.4f} "

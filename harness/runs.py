@@ -109,7 +109,7 @@ def list_runs(store: Store) -> list[RunInfo]:
         folder = f"{RUNS}/{name}"
         state = read_state(store, folder)
         status = state.get("status") or ("complete" if store.exists(folder, "results.json") else "incomplete")
-        stage = state.get("interrupted_at_stage") or state.get("stage")
+        stage = None if status == "complete" else state.get("interrupted_at_stage") or state.get("stage")
         if status == "running":
             lease = current_lease(store, folder)
             if lease is None or lease.is_free():

@@ -41,7 +41,7 @@ generators:
   - {{name: slow, kind: "tests.fault_plugins:SlowGenerator", params: {{seconds: 1.0}}}}
 classifier: {{recipe: digits-small, overrides: {{epochs: 1}}}}
 sampler: {{num_actors: 2, shard_size: 100, batch_size: 100}}
-metrics: {{feature_extractor: none}}
+metrics: {{extractors: none}}
 """)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:

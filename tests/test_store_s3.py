@@ -1,12 +1,15 @@
-"""The sweep on an ``s3://`` store, served by a local S3-compatible server (moto), gives what
-the same sweep gives on a local folder: same shards, same results, and every output in the
-bucket, Ray Tune's own experiment state included (pyarrow's S3 client, not s3fs)."""
+"""The reduced quickstart on a local folder gives the numbers kept in
+``tests/expected/reduced_quickstart.json`` (made under the lock, constraints.txt), and on an
+``s3://`` store, served by a local S3-compatible server (moto), what it gives on the local
+folder: same shards, same results, and every output in the bucket, Ray Tune's own experiment
+state included (pyarrow's S3 client, not s3fs)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -28,10 +31,34 @@ def ray_on_s3() -> Iterator[str]:
             ray.shutdown()
 
 
+EXPECTED = Path(__file__).parent / "expected" / "reduced_quickstart.json"
+
+
+@pytest.fixture(scope="module")
+def local_sweep(ray_on_s3: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[dict[str, Any]]]:
+    """The reduced quickstart on a local-folder store: its folder, run and records."""
+    tmp = tmp_path_factory.mktemp("local")
+    run, records = run_sweep(reduced_config(tmp, str(tmp / "store")))
+    return tmp, run, records
+
+
 @pytest.mark.slow
-def test_sweep_on_s3_matches_the_sweep_on_a_local_folder(ray_on_s3: str, tmp_path: Path) -> None:
+def test_the_reduced_quickstart_gives_the_expected_numbers(local_sweep: tuple[Path, str, list[dict[str, Any]]],
+                                                           tmp_path: Path) -> None:
+    """Same seeds, same locked libraries, same numbers: Top-1, Top-5, per class, data sizes and the
+    content keys of the sets (which change with the store format)."""
+    got = comparable(local_sweep[2])
+    (tmp_path / EXPECTED.name).write_text(json.dumps(got, indent=1) + "\n")
+    assert got == json.loads(EXPECTED.read_text()), (
+        f"the reduced quickstart's numbers changed; if that is meant (the store format is bumped), "
+        f"copy {tmp_path / EXPECTED.name} to {EXPECTED}")
+
+
+@pytest.mark.slow
+def test_sweep_on_s3_matches_the_sweep_on_a_local_folder(local_sweep: tuple[Path, str, list[dict[str, Any]]],
+                                                         tmp_path: Path) -> None:
+    folder, local_run, local = local_sweep
     uri = f"s3://{BUCKET}/cas"
-    local_run, local = run_sweep(reduced_config(tmp_path, str(tmp_path / "store")))
     config = reduced_config(tmp_path, uri)
     s3_run, remote = run_sweep(config, config_text=(tmp_path / "reduced.yaml").read_text())
 
@@ -41,7 +68,7 @@ def test_sweep_on_s3_matches_the_sweep_on_a_local_folder(ray_on_s3: str, tmp_pat
     assert remote[0]["top1"] > 0.8
 
     store = Store(uri)
-    assert shard_checksums(store, remote) == shard_checksums(Store(str(tmp_path / "store")), local)
+    assert shard_checksums(store, remote) == shard_checksums(Store(str(folder / "store")), local)
     run = s3_run.removeprefix(f"{uri}/")
     assert store.read_json(run, "results.json") == json.loads(json.dumps(remote))
     assert json.loads(store.read_bytes(run, "run.json"))["run"] == s3_run

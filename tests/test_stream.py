@@ -117,7 +117,7 @@ def test_nas_fraction_per_class(store: Store) -> None:
 
 
 def test_bounded_shards_held(store: Store) -> None:
-    size, read_ahead, buffer_shards = 50, 2, 2
+    size, read_ahead, buffer_shards, prefetch_batches, batch = 50, 2, 2, 4, 16
     pieces = shard_pieces([(write_set(store, "many", 40 * size, size), 1.0)], seed=0)
     counts = {"read": 0, "yielded": 0, "peak": 0}
     lock = threading.Lock()
@@ -129,13 +129,15 @@ def test_bounded_shards_held(store: Store) -> None:
             counts["peak"] = max(counts["peak"], counts["read"] - counts["yielded"])
         return x, y
 
-    stream = ShardStream(pieces, 16, 0, 1, 0, read_ahead=read_ahead, buffer_shards=buffer_shards,
-                         read=counting_read)
+    stream = ShardStream(pieces, batch, 0, 1, 0, read_ahead=read_ahead, buffer_shards=buffer_shards,
+                         prefetch_batches=prefetch_batches, read=counting_read)
     for x, _ in stream.epoch(0):
         with lock:
             counts["yielded"] += len(x)
-    assert counts["yielded"] == stream.images_per_epoch == 40 * size // 16 * 16
-    assert counts["peak"] <= (read_ahead + buffer_shards + 2) * size < 40 * size
+    assert counts["yielded"] == stream.images_per_epoch == 40 * size // batch * batch
+    # the documented bound: shards queued, being read and merged; the shuffle buffer; the batches made
+    held = (read_ahead + 2 + buffer_shards) * size + (prefetch_batches + 2) * batch
+    assert counts["peak"] <= held < 40 * size
 
 
 def test_eval_parts_are_disjoint_complete_and_in_order(store: Store) -> None:

@@ -35,6 +35,7 @@ from harness import layout
 from harness.classify.recipes import Recipe
 from harness.config import SweepConfig
 from harness.data import RealData
+from harness.lease import in_turns
 from harness.metrics.extractors import ExtractorSpec, build_extractor
 from harness.metrics.features import Extractor, extract
 from harness.metrics.rows import IS_SPLITS, ShardRows, plan_rows
@@ -166,46 +167,61 @@ def compute_set_features(sets: dict[str, int | None], store: Store, specs: Seque
     the error that stopped them, by folder and extractor kind.
 
     ``sets`` maps each folder to its ``num_samples`` for IS and FD (None: every row, for the reference
-    statistics); ``max_samples`` bounds the KID/P-R subset; ``seed`` fixes which rows are drawn.
+    statistics); ``max_samples`` bounds the KID/P-R subset; ``seed`` fixes which rows are drawn. Each
+    cache file is made under a lease: what a concurrent sweep is extracting is waited for and reused.
     """
     out: dict[str, dict[str, SetFeatures | str]] = {f: {} for f in sets}
-    tasks: list[tuple[str, ShardRows, list[str]]] = []
+    missing: dict[str, tuple[str, ExtractorSpec]] = {}
     for folder, num_samples in sets.items():
-        missing = []
         for spec in specs:
-            data = read_trusted(store, _cache_path(folder, spec, num_samples, max_samples, seed))
-            if data is not None:
-                out[folder][spec.kind] = SetFeatures.from_bytes(data)
+            path = _cache_path(folder, spec, num_samples, max_samples, seed)
+            data = read_trusted(store, path)
+            if data is None:
+                missing[path] = (folder, spec)
             else:
-                missing.append(spec.kind)
-        if missing:
-            entries = ShardSet(store, folder).manifest()["shards"]
-            tasks += [(folder, rows, missing) for rows in plan_rows(entries, num_samples, max_samples, seed, folder)]
-    names = ", ".join(s.kind for s in specs)
+                out[folder][spec.kind] = SetFeatures.from_bytes(data)
     cached = sum(len(v) == len(specs) for v in out.values())
-    status(f"[features] {len(sets)} sets ({names}): {cached} cached in the store, "
-          f"{len(sets) - cached} to extract ({len(tasks)} shards)")
-    if not tasks:
-        return out
-    needed = {k for _, _, kinds in tasks for k in kinds}
-    actors = [FeatureWorker.options(num_cpus=1, num_gpus=num_gpus).remote(
-        store.root, [s for s in specs if s.kind in needed], batch_size) for _ in range(min(num_actors, len(tasks)))]
-    pool_ = ray.util.ActorPool(actors)
+    status(f"[features] {len(sets)} sets ({', '.join(s.kind for s in specs)}): {cached} cached in the store, "
+           f"{len(sets) - cached} to extract")
+    for owned in in_turns(store, list(missing), done=store.exists):
+        _extract({path: missing[path] for path in owned}, sets, store, max_samples, seed, batch_size, num_gpus,
+                 num_actors, out)
+    for path, (folder, spec) in missing.items():
+        if spec.kind not in out[folder]:
+            data = read_trusted(store, path)
+            out[folder][spec.kind] = (SetFeatures.from_bytes(data) if data is not None
+                                      else f"the {spec.kind} features of {folder} are missing from the store")
+    return out
+
+
+def _extract(owned: dict[str, tuple[str, ExtractorSpec]], sets: dict[str, int | None], store: Store,
+             max_samples: int, seed: int, batch_size: int, num_gpus: float, num_actors: int,
+             out: dict[str, dict[str, SetFeatures | str]]) -> None:
+    """Extract the ``owned`` (cache path → set folder and extractor) features into ``out``, caching each."""
+    kinds: dict[str, list[str]] = {}
+    for folder, spec in owned.values():
+        kinds.setdefault(folder, []).append(spec.kind)
+    tasks = [(folder, rows, wanted) for folder, wanted in kinds.items()
+             for rows in plan_rows(ShardSet(store, folder).manifest()["shards"], sets[folder], max_samples, seed,
+                                   folder)]
+    status(f"[features] extracting {len(kinds)} sets ({len(tasks)} shards)")
+    needed = {spec.kind: spec for _, spec in owned.values()}
+    actors = [FeatureWorker.options(num_cpus=1, num_gpus=num_gpus).remote(store.root, list(needed.values()),
+                                                                          batch_size)
+              for _ in range(min(num_actors, len(tasks)))]
+    actor_pool = ray.util.ActorPool(actors)
     progress = Progress("features", total=len(tasks), unit="shards")
     parts: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = {}
-    for result in pool_.map_unordered(lambda a, t: a.shard.remote(*t), tasks):
+    for result in actor_pool.map_unordered(lambda a, t: a.shard.remote(*t), tasks):
         for kind, part in result["parts"].items():
             parts.setdefault((result["folder"], kind), []).append((result["index"], part))
         progress.advance()
     for actor in actors:
         ray.kill(actor)
-    by_kind = {s.kind: s for s in specs}
-    for (folder, kind), shard_parts in parts.items():
-        out[folder][kind] = pool(shard_parts)
-        if isinstance(out[folder][kind], SetFeatures):
-            write_checked(store, out[folder][kind].to_bytes(),
-                          _cache_path(folder, by_kind[kind], sets[folder], max_samples, seed))
-    return out
+    for path, (folder, spec) in owned.items():
+        out[folder][spec.kind] = pool(parts[folder, spec.kind])
+        if isinstance(out[folder][spec.kind], SetFeatures):
+            write_checked(store, out[folder][spec.kind].to_bytes(), path)
 
 
 @dataclass(frozen=True)
