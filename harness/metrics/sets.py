@@ -165,7 +165,7 @@ def _extract(sets: dict[str, str], store: Store, spec: ExtractorSpec, max_sample
     for actor in actors:
         ray.kill(actor)
     for path, folder in sets.items():
-        results = parts[folder]
+        results = sorted(parts[folder], key=lambda r: r.get("first_row", -1))  # shard order: the same sums every run
         errors = [r["error"] for r in results if "error" in r]
         if errors:
             out[folder] = errors[0]
@@ -174,7 +174,7 @@ def _extract(sets: dict[str, str], store: Store, spec: ExtractorSpec, max_sample
         for r in results[1:]:
             stats = stats.merge(FeatureStats.from_dict(r["stats"]))
         is_sums = {k: np.sum([r["is"][k] for r in results], axis=0) for k in ("n", "sum_p", "sum_plogp")}
-        subset = np.concatenate([r["kept"] for r in sorted(results, key=lambda r: r["first_row"])])
+        subset = np.concatenate([r["kept"] for r in results])
         features = SetFeatures(stats, is_sums, subset)
         write_checked(store, features.to_bytes(), path)
         out[folder] = features
