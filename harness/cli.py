@@ -214,22 +214,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_store(uri: str, what: str) -> Store:
-    """A store that exists, for the commands that inspect one."""
+def _open_store(uri: str, what: str, write: bool) -> Store:
+    """A store that exists, for the commands that inspect one (and change it, with ``write``)."""
     from harness.preflight import check_store
     from harness.store import Store
 
-    if "://" not in uri and not Path(uri).is_dir():
+    store = Store.open(uri)
+    if not store.fs.exists(store._fs_path()):
         raise ConfigError(f"{what} {uri!r}: no such folder; give the store of a sweep (its config's store:)")
-    check_store(uri, what)
-    return Store.open(uri)
+    if write:
+        check_store(uri, what)
+    return store
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Check every artefact's checksum in a store; list (or remove) the broken ones."""
     from harness.verify import verify_store
 
-    store = _open_store(args.store, "STORE")
+    store = _open_store(args.store, "STORE", write=args.remove)
     problems = verify_store(store, remove=args.remove)
     for p in problems:
         print(f"{store.path(p.path)}: {p.reason}")
@@ -253,7 +255,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from harness.lease import clean_leases
     from harness.runs import killed_runs, list_runs, remove_run
 
-    store = _open_store(args.store, "STORE")
+    store = _open_store(args.store, "STORE", write=True)
     for info in clean_leases(store):
         print(f"expired lease {info.describe()}")
     for run in killed_runs(store):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -115,8 +116,18 @@ def list_runs(store: Store) -> list[RunInfo]:
             if lease is None or lease.is_free():
                 status = "killed"
         started = state.get("started")
-        out.append(RunInfo(folder, status, stage, float(started) if isinstance(started, int | float) else None))
+        started = float(started) if isinstance(started, int | float) else _stamp(name)
+        out.append(RunInfo(folder, status, stage, started))
     return out
+
+
+def _stamp(name: str) -> float | None:
+    """The start time in a run folder's name (``<name>-%Y%m%d-%H%M%S``, local time), if any."""
+    match = re.search(r"-(\d{8}-\d{6})(?:-\d+)?$", name)
+    try:
+        return time.mktime(time.strptime(match.group(1), "%Y%m%d-%H%M%S")) if match else None
+    except ValueError:
+        return None
 
 
 def killed_runs(store: Store) -> list[RunInfo]:

@@ -54,13 +54,13 @@ def fault_config(folder: Path) -> Path:
 class Sweep:
     """``harness sweep CONFIG --store STORE`` in a process of its own, its output in files."""
 
-    def __init__(self, config: Path, store: str, logs: Path) -> None:
+    def __init__(self, config: Path, store: str, logs: Path, address: str | None = None) -> None:
         logs.mkdir(parents=True, exist_ok=True)
         self.out, self.err = logs / "stdout", logs / "stderr"
+        argv = [sys.executable, "-m", "harness.cli", "sweep", str(config), "--store", store]
         with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "sweep", str(config), "--store", store],
-                                         stdout=out, stderr=err, cwd=REPO,
-                                         env={**os.environ, "PYTHONPATH": str(REPO)})
+            self.proc = subprocess.Popen(argv + (["--address", address] if address else []), stdout=out, stderr=err,
+                                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
 
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")
@@ -233,11 +233,19 @@ def test_every_kind_of_broken_artefact_is_repaired(reference: tuple[Path, Path, 
 
 def test_two_concurrent_sweeps_on_s3_share_the_work(reference: tuple[Path, Path, list[dict[str, Any]]],
                                                     tmp_path: Path) -> None:
+    """Two people start the same sweep at once on the lab's Ray cluster (here a local one
+    of two CPUs, whose workers reach the S3 server) into one S3 store."""
+    from ray.cluster_utils import Cluster
+
     config, _, expected = reference
     with local_s3():
-        uri = f"s3://{BUCKET}/concurrent"
-        sweeps = [Sweep(config, uri, tmp_path / name) for name in ("a", "b")]
-        outcomes = [s.finish() for s in sweeps]
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+        try:
+            uri = f"s3://{BUCKET}/concurrent"
+            sweeps = [Sweep(config, uri, tmp_path / name, address=cluster.address) for name in ("a", "b")]
+            outcomes = [s.finish() for s in sweeps]
+        finally:
+            cluster.shutdown()
         err = [s.stderr() for s in sweeps]
         store = Store(uri)
         leases = {folder: store.list("leases", *folder.split("/")) for folder in
