@@ -58,7 +58,7 @@ def test_terminal_table_shows_every_knob_and_marks_the_best_row() -> None:
     lines = table_lines(summarize(records, INFO), records)
     assert lines[0].split()[:4] == ["generator", "τ", "guidance_scale", "train"]
     assert "FAILED: GeneratorError: broken" in lines[4] and "cat 30%" in lines[3] and lines[3].startswith("★ g")
-    assert "63.33 [" in lines[3] and lines[-1].startswith("★ the best")
+    assert "63.33 [" in lines[3] and lines[-1].startswith("★ the best Top-1")
     assert knob_names(records) == ["truncation", "guidance_scale"] and swept_knobs(records) == ["truncation"]
 
 

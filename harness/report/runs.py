@@ -207,9 +207,10 @@ def image_grids(store: Store, rows: Sequence[Mapping[str, Any]], info: Mapping[s
     return grids
 
 
-def build_report(store: Store, folder: str) -> list[dict[str, Any]]:
+def build_report(store: Store, folder: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Write results.csv, per_class.csv, report.md and report.html of a run from its stored records and info;
-    returns the summary rows. Reads shards (image grids) and predictions; trains and measures nothing."""
+    returns the summary rows and the records. Reads shards (image grids) and predictions; trains and measures
+    nothing."""
     records, info = load_run(store, folder)
     rows = summarize(records, info)
     if any(r.get("predictions") for r in rows):
@@ -222,7 +223,7 @@ def build_report(store: Store, folder: str) -> list[dict[str, Any]]:
     store.write_text(per_class_csv(rows, names), folder, "per_class.csv")
     store.write_text(render_markdown(rows, records, info), folder, "report.md")
     store.write_text(render_html(rows, records, info, image_grids(store, rows, info)), folder, "report.html")
-    return rows
+    return rows, records
 
 
 def write_report(store: Store, folder: str, records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]
@@ -231,8 +232,8 @@ def write_report(store: Store, folder: str, records: Sequence[Mapping[str, Any]]
     and a rebuilt one are the same) and print the CAS table on stdout."""
     store.write_json(list(records), folder, RESULTS)
     store.write_json(dict(info), folder, RUN_INFO)
-    rows = build_report(store, folder)
-    print("\n".join(["", *table_lines(rows, records), ""]), flush=True)
+    rows, stored = build_report(store, folder)
+    print("\n".join(["", *table_lines(rows, stored), ""]), flush=True)
     return rows
 
 
