@@ -2,12 +2,13 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
 CONFIG ?= configs/quickstart.yaml
 TARGET ?= local
 STORE  ?=
 CLUSTER ?=
 
-.PHONY: sweep test test-fast lint bench validate-k8s cluster-up cluster-down clean
+.PHONY: sweep test test-fast lint bench validate-k8s checkov cluster-up cluster-down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +33,7 @@ else
 endif
 
 ## test: lint and the whole test suite (what CI runs)
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -50,7 +51,17 @@ bench: $(VENV)/.installed-test
 
 ## validate-k8s: every manifest and generated RayJob against the KubeRay v1.7.0 CRDs, offline
 validate-k8s: $(VENV)/.installed-test
-	$(BIN)/python -m harness.k8s_validate
+	$(BIN)/python tools/validate_k8s.py
+
+## checkov: checkov's security checks of k8s/ and ray_cluster.yaml (tools/checkov.yaml), in an
+## environment of its own: checkov pins botocore and packaging below what the harness needs
+$(CHECKOV_VENV)/bin/checkov: tools/checkov-requirements.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -r tools/checkov-requirements.txt
+	touch $@
+
+checkov: $(CHECKOV_VENV)/bin/checkov $(VENV)/.installed-test
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(CHECKOV_VENV)/bin/checkov --config-file tools/checkov.yaml --compact --quiet
 
 ## cluster-up / cluster-down: the lab's shared autoscaling RayCluster (needs kubectl and the KubeRay operator)
 cluster-up:
@@ -68,4 +79,4 @@ browser:
 		|| echo "chromium not installed: the report's browser tests will be skipped"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .ruff_cache

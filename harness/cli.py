@@ -1,28 +1,56 @@
-"""The ``harness`` command: run a sweep, or one of its stages, from a config file."""
+"""The ``harness`` command: run a sweep, or one of its stages, from a config file.
+
+Every command loads and checks its config (and what it points at: the store, the data)
+before it imports Ray or torch, so a mistake is reported in about a second, with exit
+code 2. An interrupted sweep exits with 130 (Ctrl-C) or 143 (SIGTERM) after writing what
+finished.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from harness import cluster, layout, plan
 from harness.config import ConfigError, SweepConfig, load_config
 from harness.generators import GeneratorError
+from harness.kube import commands as kube_commands
+
+if TYPE_CHECKING:
+    from harness.classify.recipes import Recipe
+    from harness.store import Store
 
 
-def _load(args: argparse.Namespace) -> SweepConfig:
-    return load_config(args.config, store=args.store)
+def _store_field(args: argparse.Namespace) -> str:
+    """Where the store came from, as messages name it."""
+    return "--store" if args.store else "store"
+
+
+def _load(args: argparse.Namespace) -> tuple[SweepConfig, Recipe]:
+    """The config, checked with everything it points at, and its recipe."""
+    from harness.preflight import preflight
+
+    config = load_config(args.config, store=args.store)
+    return config, preflight(config, args.config, _store_field(args))
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """The whole sweep: sample, train, aggregate, report."""
-    from harness.sweep import run_sweep
+    config, _ = _load(args)
+    from harness.sweep import SweepInterrupted, run_sweep
 
-    config = _load(args)
-    run, records = run_sweep(config, address=args.address, config_text=Path(args.config).read_text(),
-                             source=args.config)
+    try:
+        run, records = run_sweep(config, address=args.address, config_text=Path(args.config).read_text(),
+                                 source=args.config, store_field=_store_field(args))
+    except KeyboardInterrupt as err:
+        print(f"interrupted ({err or 'Ctrl-C'}); what finished is in the run folder's results and report, "
+              f"marked incomplete", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(err, SweepInterrupted) else signal.SIGINT)
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         print(f"{len(failed)} of {len(records)} cells failed; their errors are in results.json", file=sys.stderr)
@@ -32,11 +60,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """Only the sampling stage: every sample set of the grid (or of one generator) into the store."""
+    config, _ = _load(args)
+    from harness import plan
     from harness.sample import run_sampling
     from harness.sweep import prepare
 
-    config = _load(args)
-    plan.check(config, args.config)
     store, real = prepare(config, args.address)
     cells = [c for c in plan.plan_cells(config, real) if c.sample_set and args.generator in (None, c.generator)]
     if args.generator and not cells:
@@ -64,15 +92,15 @@ def _knob_values(pairs: list[str], config_path: str) -> dict[str, float]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """One cell: sample if needed, train and test its classifier, print the result."""
+    config, recipe = _load(args)
+    knobs = _knob_values(args.knob, args.config)
     import json
 
+    from harness import layout, plan
     from harness.classify.grid import run_trials
     from harness.sample import run_sampling
     from harness.sweep import prepare
 
-    config = _load(args)
-    recipe = plan.check(config, args.config)
-    knobs = _knob_values(args.knob, args.config)
     store, real = prepare(config, args.address)
     ratio = args.ratio or None
     cells = [c for c in plan.plan_cells(config, real)
@@ -172,6 +200,63 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_store(uri: str, what: str) -> Store:
+    """A store that exists, for the commands that inspect one."""
+    from harness.preflight import check_store
+    from harness.store import Store
+
+    if "://" not in uri and not Path(uri).is_dir():
+        raise ConfigError(f"{what} {uri!r}: no such folder; give the store of a sweep (its config's store:)")
+    check_store(uri, what)
+    return Store.open(uri)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check every artefact's checksum in a store; list (or remove) the broken ones."""
+    from harness.verify import verify_store
+
+    store = _open_store(args.store, "STORE")
+    problems = verify_store(store, remove=args.remove)
+    for p in problems:
+        print(f"{store.path(p.path)}: {p.reason}")
+    if args.remove:
+        for artefact in sorted({p.artefact for p in problems}):
+            print(f"removed {store.path(artefact)}; the next run that needs it makes it again")
+    print(f"{len(problems)} broken file(s) in {store.root}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def parse_age(text: str) -> float:
+    """``90`` (seconds), ``30m``, ``12h``, ``7d`` as seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected an age such as 90 (seconds), 30m, 12h or 7d, got {text!r}")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Expire stale leases, mark killed runs incomplete, and (with --runs) remove old incomplete runs."""
+    from harness.lease import clean_leases
+    from harness.runs import killed_runs, list_runs, remove_run
+
+    store = _open_store(args.store, "STORE")
+    for info in clean_leases(store):
+        print(f"expired lease {info.describe()}")
+    for run in killed_runs(store):
+        print(f"marked incomplete: {run.describe()} (its sweep was killed)")
+    now = time.time()
+    for run in list_runs(store):
+        if run.status != "incomplete":
+            continue
+        old = run.started is None or now - run.started >= args.older_than
+        if args.runs and old:
+            remove_run(store, run.folder)
+            print(f"removed {run.describe(now)}")
+        else:
+            print(f"incomplete: {run.describe(now)}" + ("" if args.runs else " (--runs removes it)"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="harness", description="Classification Accuracy Score harness "
                                      "(Ravuri & Vinyals 2019) for class-conditional generators.")
@@ -209,7 +294,17 @@ def build_parser() -> argparse.ArgumentParser:
                        "without a seed every seed is pooled" + ("; '#…' alone means a's run" if name == "b" else ""))
     p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples (default 10000)")
     p.set_defaults(func=cmd_compare)
-    cluster.add_commands(sub)
+    p = sub.add_parser("verify", help="check the checksums of a store's artefacts; list or remove broken ones")
+    p.add_argument("store", nargs="?", default="store", help="store folder or URI (default: ./store)")
+    p.add_argument("--remove", action="store_true", help="remove each broken artefact, so the next run remakes it")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("clean", help="expire stale leases, mark killed runs incomplete, remove old incomplete runs")
+    p.add_argument("store", nargs="?", default="store", help="store folder or URI (default: ./store)")
+    p.add_argument("--runs", action="store_true", help="remove incomplete run folders older than --older-than")
+    p.add_argument("--older-than", type=parse_age, default=parse_age("1d"), metavar="AGE",
+                   help="with --runs: only runs started at least this long ago, e.g. 12h, 7d (default: 1d)")
+    p.set_defaults(func=cmd_clean)
+    kube_commands.add_commands(sub)
     return parser
 
 

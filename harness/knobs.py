@@ -40,5 +40,10 @@ class Knob:
 TRUNCATION_MODES = ("scaled", "resample")
 #: The truncation trick of latent-variable GANs (τ; z ∈ [-2τ, 2τ], the paper's footnote 5).
 TRUNCATION = Knob("truncation", 0.01, 10.0, None, doc="truncation τ of the latent z")
+#: Classifier-free guidance of diffusion and autoregressive models.
+GUIDANCE_SCALE = Knob("guidance_scale", 1.0, 20.0, 4.0,
+                      doc="classifier-free guidance scale; 1 samples the conditional model without guidance")
+#: Denoising steps of a diffusion sampler.
+NUM_STEPS = Knob("num_steps", 1, 1000, 50, integer=True, doc="denoising steps of the pipeline's scheduler")
 #: What a plugin that declares nothing takes: the generator contract's truncation argument.
 DEFAULT_PLUGIN_KNOBS = (TRUNCATION,)

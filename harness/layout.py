@@ -22,7 +22,7 @@ from typing import Any
 
 from harness.store import spec_key
 
-STORE_FORMAT = 2
+STORE_FORMAT = 3
 
 TRIAL_RESULT = "result.json"
 TRIAL_MODEL = "model.pt"

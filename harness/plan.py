@@ -21,6 +21,7 @@ from harness.classify.recipes import Recipe, recipe_record, resolve_recipe
 from harness.config import ConfigError, GeneratorConfig, SweepConfig, check_knobs
 from harness.data import RealData
 from harness.generators import GeneratorError, declared_knobs, is_plugin
+from harness.knobs import Knob
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,16 @@ def check(config: SweepConfig, source: str) -> Recipe:
 
 def knob_settings(g: GeneratorConfig) -> list[tuple[tuple[str, float | None], ...]]:
     """Every setting of all the generator's knobs: swept ones over their values, others at their default."""
-    defaults = {k.name: k.default for k in declared_knobs(g)}
-    return [tuple({**defaults, **point}.items()) for point in g.knob_grid()]
+    knobs = declared_knobs(g)
+    settings = []
+    for point in g.knob_grid():
+        values = {**{k.name: k.default for k in knobs}, **point}
+        settings.append(tuple((k.name, _typed(k, values[k.name])) for k in knobs))
+    return settings
+
+
+def _typed(knob: Knob, value: float | None) -> float | int | None:
+    return int(value) if knob.integer and value is not None else value
 
 
 def plan_sample_set(g: GeneratorConfig, knobs: tuple[tuple[str, float | None], ...], seed: int,

@@ -12,9 +12,8 @@ import os
 import ray
 
 from harness.config import ClassifierConfig, ConfigError, SweepConfig
-from harness.store import Store
+from harness.store import SHARED_FILESYSTEM_ENV, Store
 
-SHARED_FILESYSTEM_ENV = "CAS_SHARED_FILESYSTEM"
 DRIVER_CPUS = 0.01
 HEAD_RESOURCE = "node:__internal_head__"
 

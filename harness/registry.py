@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.knobs import TRUNCATION
+from harness.knobs import GUIDANCE_SCALE, NUM_STEPS, TRUNCATION
 
 
 class UnknownName(ValueError):
@@ -50,7 +50,7 @@ class Registry:
         return tuple(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return isinstance(name, str) and name in self._entries
 
     def entry(self, name: str) -> Entry:
         try:
@@ -80,7 +80,7 @@ REQUIRED = "<required>"
 def resolve_params(registry: Registry, name: str, params: dict[str, Any]) -> dict[str, Any]:
     """A registered kind's params with defaults filled in; unknown or missing ones are refused."""
     allowed = registry.entry(name).info.get("params", {})
-    unknown = sorted(set(params) - set(allowed))
+    unknown = sorted(set(params) - set(allowed), key=repr)
     if unknown:
         raise ValueError(f"unknown params {unknown} for {registry.family} {name!r}; "
                          f"allowed: {sorted(allowed) or 'none'}")
@@ -99,6 +99,8 @@ GENERATORS.register("cvae", "harness.generators.embedded:build", knobs=(TRUNCATI
                     params={"steps": 3000, "latent_dim": 4, "hidden": 256, "seed": 0}, truncation_mode="scaled")
 GENERATORS.register("cgan", "harness.generators.embedded:build", knobs=(TRUNCATION,),
                     params={"steps": 3000, "latent_dim": 32, "hidden": 256, "seed": 0}, truncation_mode="scaled")
+GENERATORS.register("diffusers", "harness.generators.diffusion:build", knobs=(GUIDANCE_SCALE, NUM_STEPS),
+                    params={"model": REQUIRED, "dtype": "float32", "device": None})
 
 DATASETS.register("digits", "harness.data.readers:read_digits", params={}, test_split=False)
 for _kind in ("mnist", "fashion-mnist", "cifar10", "cifar100"):
@@ -119,3 +121,4 @@ MODELS.register("resnet50", "harness.classify.models:resnet50")
 
 EXTRACTORS.register("inception", "harness.metrics.extractors:build_inception", provides=("features", "logits"))
 EXTRACTORS.register("domain", "harness.metrics.extractors:build_domain", provides=("features", "logits"))
+EXTRACTORS.register("dinov2", "harness.metrics.extractors:build_dinov2", provides=("features",))

@@ -21,6 +21,9 @@ from typing import Any
 import fsspec
 import numpy as np
 
+#: Set to 1 where a local store folder is a volume that every node of a Ray cluster mounts.
+SHARED_FILESYSTEM_ENV = "CAS_SHARED_FILESYSTEM"
+
 
 def spec_key(spec: Any) -> str:
     """A short, stable content key for a JSON-able spec (sorted keys, no whitespace)."""
@@ -47,8 +50,13 @@ class Store:
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
-        fs, _ = fsspec.core.url_to_fs(self.root)
-        return fs
+        """The filesystem, without a listing cache: s3fs and gcsfs would otherwise answer
+        ``exists`` and ``ls`` from listings made earlier in this process, and never see what
+        another process (a concurrent sweep, a sampler on another node) wrote since."""
+        return self._url_to_fs()[0]
+
+    def _url_to_fs(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        return fsspec.core.url_to_fs(self.root, **({} if self.is_local else {"use_listings_cache": False}))
 
     @property
     def is_local(self) -> bool:
@@ -59,7 +67,7 @@ class Store:
         return "/".join([self.root.rstrip("/"), *parts])
 
     def _fs_path(self, *parts: str) -> str:
-        _, root = fsspec.core.url_to_fs(self.root)
+        _, root = self._url_to_fs()
         return "/".join([root.rstrip("/"), *parts])
 
     def exists(self, *parts: str) -> bool:

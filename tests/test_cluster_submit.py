@@ -1,7 +1,7 @@
 """Submitting, following and inspecting sweeps through the real Kubernetes client.
 
 No API server can run here, so a small HTTP server on 127.0.0.1 speaks the Kubernetes API
-for exactly the calls harness.cluster makes (create ConfigMap and RayJob, patch and delete
+for exactly the calls harness.kube.client makes (create ConfigMap and RayJob, patch and delete
 the ConfigMap, get RayJob and RayCluster, list pods by label, read a pod log) and records
 every request, so the tests check the exact objects sent and the error paths.
 """
@@ -24,8 +24,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from harness import cluster
-from harness.cluster import ClusterError, build_configmap, build_rayjob
+from harness.kube import ClusterError, commands, manifests
+from harness.kube import client as kube_api
+from harness.kube.manifests import build_configmap, build_rayjob
 
 REPO = Path(__file__).parents[1]
 CONFIG_TEXT = (REPO / "configs" / "quickstart.yaml").read_text()
@@ -190,7 +191,7 @@ def config_path(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cluster, "POLL_SECONDS", 0.0)
+    monkeypatch.setattr(kube_api, "POLL_SECONDS", 0.0)
 
 
 def submit(config_path: Path, api: client.ApiClient, **kw: Any) -> str:
@@ -201,7 +202,7 @@ def submit(config_path: Path, api: client.ApiClient, **kw: Any) -> str:
         "store": "s3://cas-bucket/lab",
         "follow": False,
     }
-    return cluster.submit(config_path, **{**args, **kw}, api_client=api)
+    return kube_api.submit(config_path, **{**args, **kw}, api_client=api)
 
 
 def test_submit_sends_the_configmap_and_the_rayjob_build_rayjob_makes(
@@ -280,7 +281,7 @@ def test_follow_prints_the_log_of_a_job_that_finished_before_it_looked(
 ) -> None:
     name = submit(config_path, api)
     fake.states = [("Failed", "FAILED")]
-    final = cluster.follow(name, namespace="cas", api_client=api)
+    final = kube_api.follow(name, namespace="cas", api_client=api)
     out = capsys.readouterr().out
     assert final["jobStatus"] == "FAILED"
     assert fake.requests[-1].resource == "pods/log" and [v.lower() for v in fake.requests[-1].query["follow"]] == [
@@ -302,8 +303,8 @@ def test_ctrl_c_detaches_without_deleting_and_says_how_to_reattach(
     def interrupt(seconds: float) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cluster.time, "sleep", interrupt)
-    assert cluster.follow(name, namespace="cas", api_client=api) is None
+    monkeypatch.setattr(kube_api.time, "sleep", interrupt)
+    assert kube_api.follow(name, namespace="cas", api_client=api) is None
     err = capsys.readouterr().err
     assert f"detached; RayJob {name} keeps running in namespace cas" in err
     assert f"harness logs {name} --namespace cas --follow" in err
@@ -313,7 +314,7 @@ def test_ctrl_c_detaches_without_deleting_and_says_how_to_reattach(
 def test_status_reports_kuberay_states_and_the_store(fake: FakeKube, api: client.ApiClient, config_path: Path) -> None:
     name = submit(config_path, api)
     fake.states = [("Running", "RUNNING")]
-    st = cluster.status(name, namespace="cas", api_client=api)
+    st = kube_api.status(name, namespace="cas", api_client=api)
     assert st["jobDeploymentStatus"] == "Running" and st["jobStatus"] == "RUNNING"
     assert st["rayClusterName"] == "rc-1"
     assert st["store"] == "s3://cas-bucket/lab" and st["sweep"] == "quickstart"
@@ -324,8 +325,8 @@ def test_logs_prints_the_newest_submitter_pod(
 ) -> None:
     name = submit(config_path, api)
     fake.states = [("Complete", "SUCCEEDED")]
-    cluster.status(name, namespace="cas", api_client=api)
-    cluster.logs(name, namespace="cas", follow=False, api_client=api)
+    kube_api.status(name, namespace="cas", api_client=api)
+    kube_api.logs(name, namespace="cas", follow=False, api_client=api)
     assert capsys.readouterr().out == DRIVER_LOG
     assert fake.requests[-1].name == "submitter"
 
@@ -336,7 +337,7 @@ def test_logs_before_the_cluster_is_up_says_when_to_come_back(
     name = submit(config_path, api)
     fake.states = [("Initializing", "")]
     with pytest.raises(ClusterError, match=rf"RayJob {name} has no log yet \(cluster Initializing · job -\).*--follow"):
-        cluster.logs(name, namespace="cas", follow=False, api_client=api)
+        kube_api.logs(name, namespace="cas", follow=False, api_client=api)
 
 
 CRD_MISSING = (404, "404 page not found\n")
@@ -408,7 +409,7 @@ def test_submit_errors_are_one_clear_line(
     expected: str,
     calls: list,
 ) -> None:
-    monkeypatch.setattr(cluster, "job_name", lambda path: "quickstart-2501011200-ab12")
+    monkeypatch.setattr(kube_api, "job_name", lambda path: "quickstart-2501011200-ab12")
     fake.fail = failure
     with pytest.raises(ClusterError) as caught:
         submit(config_path, api)
@@ -450,7 +451,7 @@ def test_status_of_an_unknown_rayjob(api: client.ApiClient) -> None:
             r"cas`$"
         ),
     ):
-        cluster.status("nope", namespace="cas", api_client=api)
+        kube_api.status("nope", namespace="cas", api_client=api)
 
 
 def test_an_api_server_fault_keeps_its_traceback(fake: FakeKube, api: client.ApiClient, config_path: Path) -> None:
@@ -468,7 +469,7 @@ def test_an_unreachable_api_server_is_one_line() -> None:
     configuration.retries = 0
     unreachable = r"^cannot get RayJob x: the Kubernetes API is unreachable \(.*\); check your kubeconfig context$"
     with client.ApiClient(configuration) as api, pytest.raises(ClusterError, match=unreachable):
-        cluster.status("x", namespace="cas", api_client=api)
+        kube_api.status("x", namespace="cas", api_client=api)
 
 
 def test_no_kubeconfig_and_not_in_a_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -477,7 +478,7 @@ def test_no_kubeconfig_and_not_in_a_pod(monkeypatch: pytest.MonkeyPatch, tmp_pat
     with pytest.raises(
         ClusterError, match=r"^no Kubernetes credentials: .*set up kubectl access to the cluster first$"
     ):
-        cluster.status("x", namespace="cas")
+        kube_api.status("x", namespace="cas")
 
 
 def test_a_bad_store_is_refused_before_any_request(fake: FakeKube, api: client.ApiClient, config_path: Path) -> None:
@@ -494,7 +495,7 @@ def test_a_bad_store_is_refused_before_any_request(fake: FakeKube, api: client.A
 
 @pytest.mark.parametrize("store", ["s3://bucket/cas", "gs://bucket/a/b", "/mnt/cas-store", "/mnt/cas-store/lab/x"])
 def test_stores_the_cluster_can_reach(store: str) -> None:
-    cluster.check_store(store)
+    manifests.check_store(store)
 
 
 @pytest.mark.parametrize(
@@ -510,7 +511,7 @@ def test_stores_the_cluster_can_reach(store: str) -> None:
 )
 def test_stores_the_cluster_cannot_reach(store: str, message: str) -> None:
     with pytest.raises(ClusterError, match=re.escape(message)):
-        cluster.check_store(store)
+        manifests.check_store(store)
 
 
 @pytest.mark.parametrize(
@@ -524,9 +525,9 @@ def test_stores_the_cluster_cannot_reach(store: str, message: str) -> None:
     ],
 )
 def test_job_names_are_what_kuberay_accepts(stem: str, expected: str) -> None:
-    name = cluster.job_name(Path(f"configs/{stem}.yaml"), now=datetime(2025, 1, 2, 13, 4))
+    name = manifests.job_name(Path(f"configs/{stem}.yaml"), now=datetime(2025, 1, 2, 13, 4))
     assert name.startswith(expected) and re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name)
-    assert len(name) <= cluster.MAX_RAYJOB_NAME == 47
+    assert len(name) <= manifests.MAX_RAYJOB_NAME == 47
 
 
 def write_kubeconfig(path: Path, server: str) -> Path:
@@ -549,7 +550,7 @@ def run_cli(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="harness")
-    cluster.add_commands(parser.add_subparsers(dest="command", required=True))
+    commands.add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 

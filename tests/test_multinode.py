@@ -20,7 +20,6 @@ from harness.data import materialize
 from harness.plan import plan_sample_set
 from harness.ray_env import (
     DRIVER_CPUS,
-    SHARED_FILESYSTEM_ENV,
     check_store_reach,
     max_concurrent_trials,
     num_actors,
@@ -28,7 +27,7 @@ from harness.ray_env import (
 )
 from harness.sample import run_sampling
 from harness.shards import ShardSet
-from harness.store import Store
+from harness.store import SHARED_FILESYSTEM_ENV, Store
 from harness.sweep import run_sweep
 from tests.sweep_support import BUCKET, comparable, local_s3, reduced_config, shard_checksums
 

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 import numpy as np
 
-from harness.progress import format_seconds, status
+from harness.progress import format_seconds
 from harness.report.aggregate import class_extremes, per_class_csv, results_csv, summarize, table_lines
 from harness.report.compare import correctness, mark_ties
 from harness.report.leaderboard import leaderboard, leaderboard_csv, leaderboard_html, leaderboard_markdown
 from harness.report.provenance import collect_provenance
 from harness.report.records import Record
 from harness.report.render import render_html, render_markdown
+from harness.runs import update_state
 from harness.shards import ShardError, ShardSet
 from harness.store import Store, sha256_bytes
 
@@ -71,10 +72,10 @@ def load_run(store: Store, folder: str) -> tuple[list[dict[str, Any]], dict[str,
     return records, store.read_json(folder, RUN_INFO)
 
 
-def start_run(store: Store, folder: str, config: SweepConfig, real: RealData) -> dict[str, Any]:
-    """Write the run's info with status ``incomplete`` and return it: what every view of the run needs to
-    know besides the records (dataset, test split and its size, class names, generator specs)."""
-    info = {"run": store.path(folder), "name": config.name, "status": "incomplete", "date": now(),
+def run_info(store: Store, folder: str, config: SweepConfig, real: RealData) -> dict[str, Any]:
+    """What every view of the run needs to know besides the records (dataset, test split and its size,
+    class names, generator specs); its status is ``harness.runs``' to keep."""
+    info = {"run": store.path(folder), "name": config.name, "date": now(),
             "dataset": real.key, "class_names": list(real.class_names), "image_shape": list(real.image_shape),
             "n_train": real.n_train, "train_folder": real.train.folder, "test_folder": real.val.folder,
             "test_split": real.val.folder.rsplit("/", 1)[-1], "n_val": int(real.val.manifest()["n"]),
@@ -83,7 +84,6 @@ def start_run(store: Store, folder: str, config: SweepConfig, real: RealData) ->
             "metrics_max_samples": config.metrics.max_samples,
             "generators": {g.name: {"kind": g.kind, "params": g.params, "truncation_mode": g.truncation_mode}
                            for g in config.generators}}
-    store.write_json(info, folder, RUN_INFO)
     return info
 
 
@@ -125,14 +125,6 @@ def describe_run(info: Mapping[str, Any], store: Store, records: Sequence[Mappin
     provenance = collect_provenance(config_text, keys, weights, stage_seconds, config.seeds)
     return {**info, "set_sizes": sizes, "feature_extractors": sorted(weights), "extractor_weights": weights,
             "provenance": provenance}
-
-
-def finish_run(store: Store, folder: str, info: Mapping[str, Any], stage_seconds: Mapping[str, float]) -> None:
-    """Mark the run complete (written last, after every other file) with its time per stage, and print the
-    stage table on stderr."""
-    seconds = {k: round(float(v), 2) for k, v in stage_seconds.items()}
-    store.write_json({**info, "stage_seconds": seconds, "status": "complete", "finished": now()}, folder, RUN_INFO)
-    status("\n".join(["", *stage_table(seconds)]))
 
 
 class StageTimer:
@@ -231,7 +223,7 @@ def write_report(store: Store, folder: str, records: Sequence[Mapping[str, Any]]
     """Store the run's records and info, then build every view from what was stored (so a sweep's report
     and a rebuilt one are the same) and print the CAS table on stdout."""
     store.write_json(list(records), folder, RESULTS)
-    store.write_json(dict(info), folder, RUN_INFO)
+    update_state(store, folder, **info)
     rows, stored = build_report(store, folder)
     print("\n".join(["", *table_lines(rows, stored), ""]), flush=True)
     return rows

@@ -8,8 +8,13 @@ bounds, one way to pick a cluster...), which would otherwise only surface as a R
 stuck in ``ValidationFailed`` or a cluster that never scales. Core kinds go through
 kubernetes-validate, whose wheel carries the Kubernetes JSON schemas.
 
-``python -m harness.k8s_validate`` checks everything the repository ships (``make
-validate-k8s``); the tests call the same functions.
+Every pod template (RayCluster groups, RayJob submitters and own clusters) also goes
+through the security rules of ``tools/k8s_security.py``, which checkov does not apply
+inside KubeRay's kinds.
+
+``python tools/validate_k8s.py`` checks everything the repository ships (``make
+validate-k8s``); the tests call the same functions. A development tool: it needs the test
+extras (``pip install -e '.[test]'``) and is not part of the installed package.
 """
 
 from __future__ import annotations
@@ -31,11 +36,16 @@ import kubernetes_validate
 import yaml
 from referencing import Registry, Resource
 
-from harness import cluster
-from harness.cluster import MAX_RAYCLUSTER_NAME, MAX_RAYJOB_NAME
+from harness.kube import manifests
+from harness.kube.manifests import MAX_RAYCLUSTER_NAME, MAX_RAYJOB_NAME
+
+if __package__:  # imported as tools.validate_k8s (the tests)
+    from tools.k8s_security import security_errors
+else:  # run as python tools/validate_k8s.py, with tools/ first on sys.path
+    from k8s_security import security_errors
 
 REPO = Path(__file__).resolve().parents[1]
-CRD_DIR = REPO.parent / "shared" / "kuberay-crds"
+CRD_DIR = REPO / "k8s" / "crds" / "kuberay-v1.7.0"
 KUBERNETES_VERSION = "1.30"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 OBJECT_META_REF = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
@@ -330,7 +340,7 @@ def kustomize(directory: Path) -> list[Any]:
 def _checks(repo: Path, crd_dir: Path) -> Iterator[tuple[str, list[str]]]:
     for rel in MANIFESTS:
         for obj in load_documents((repo / rel).read_text()):
-            yield f"{rel} {_name(obj)}", object_errors(obj, crd_dir)
+            yield f"{rel} {_name(obj)}", object_errors(obj, crd_dir) + security_errors(obj)
     for rel in KUSTOMIZATIONS:
         try:
             objs = kustomize(repo / rel)
@@ -338,28 +348,38 @@ def _checks(repo: Path, crd_dir: Path) -> Iterator[tuple[str, list[str]]]:
             yield f"kustomize {rel}", [str(err)]
             continue
         for obj in objs:
-            yield f"kustomize {rel} {_name(obj)}", object_errors(obj, crd_dir)
+            yield f"kustomize {rel} {_name(obj)}", object_errors(obj, crd_dir) + security_errors(obj)
+    for what, obj in generated_objects():
+        yield what, object_errors(obj, crd_dir) + security_errors(obj)
+
+
+def generated_objects() -> list[tuple[str, dict]]:
+    """What ``harness submit`` builds, for each kind of cluster and store, named for a report."""
     example = "name: validate-example\n"
+    found = []
     for variant, shared in (("own cluster", None), ("shared cluster", "cas-shared")):
-        for store in ("s3://cas-bucket/store", f"{cluster.PVC_MOUNT}/store"):
-            obj = cluster.build_rayjob(
+        for store in ("s3://cas-bucket/store", f"{manifests.PVC_MOUNT}/store"):
+            obj = manifests.build_rayjob(
                 example,
                 name="validate-example",
                 namespace="cas",
-                image=cluster.DEFAULT_IMAGE,
+                image=manifests.DEFAULT_IMAGE,
                 store=store,
                 cluster=shared,
             )
-            yield f"build_rayjob ({variant}, store {store})", object_errors(obj, crd_dir)
-    configmap = cluster.build_configmap(example, name="validate-example", namespace="cas")
-    yield "build_configmap", object_errors(configmap, crd_dir)
+            found.append((f"build_rayjob ({variant}, store {store})", obj))
+    found.append(("build_configmap", manifests.build_configmap(example, name="validate-example", namespace="cas")))
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
     """Check every shipped manifest, kustomize build and generated RayJob; 0 if all pass."""
-    parser = argparse.ArgumentParser(prog="python -m harness.k8s_validate", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python tools/validate_k8s.py", description=main.__doc__)
     parser.add_argument(
-        "--crds", type=Path, default=CRD_DIR, help=f"folder with the KubeRay v1.7.0 CRDs (default: {CRD_DIR})"
+        "--crds",
+        type=Path,
+        default=CRD_DIR,
+        help=f"folder with the KubeRay v1.7.0 CRDs (default: {CRD_DIR.relative_to(REPO)})",
     )
     args = parser.parse_args(argv)
     failed = 0

@@ -1,0 +1,1 @@
+"""Development tools (offline Kubernetes checks); not part of the installed package."""
