@@ -241,7 +241,9 @@ def collect_runs(store: Store) -> list[dict[str, Any]]:
         except (FileNotFoundError, ValueError):
             runs.append(entry)
             continue
-        entry["date"] = info.get("date", "")
+        started = info.get("started")
+        entry["date"] = info.get("date") or (datetime.datetime.fromtimestamp(started).astimezone().isoformat(
+            timespec="seconds") if isinstance(started, int | float) else "")
         if info.get("status") == "complete":
             try:
                 records, info = load_run(store, folder)
