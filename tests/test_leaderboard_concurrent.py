@@ -26,7 +26,7 @@ generators:
   - {{name: real, kind: real}}
   - {{name: cvae, kind: cvae, params: {{steps: 300}}, truncations: [1.0]}}
 classifier: {{recipe: digits-small, overrides: {{epochs: {epochs}, milestones: [1]}}}}
-metrics: {{feature_extractor: none}}
+metrics: {{extractors: none}}
 """
 HALFWAY = "runs/lab-c-20260101-000000"
 

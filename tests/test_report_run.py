@@ -40,8 +40,11 @@ def record(generator: str, mode: str, knobs: dict, seed: int, labels: np.ndarray
                   status="ok", top1=float((pred[:, 0] == labels).mean()),
                   top5=float((pred == labels[:, None]).any(1).mean()), per_class_accuracy=per_class,
                   confusion=confusion.tolist(), n_train=1437, n_val=len(labels), params={"path": "g.npz"},
-                  predictions=path, metrics={"fid": 10.0 + knobs.get("truncation", 0), "is_mean": 3.0,
-                                             "is_std": 0.1, "feature_extractor": "test-extractor"}).to_dict()
+                  predictions=path, metrics={"fd_test": 10.0 + knobs.get("truncation", 0), "is_mean": 3.0,
+                                             "is_std": 0.1, "feature_extractors": ["test"],
+                                             "extractor_names": {"test": "test-extractor"},
+                                             "extractor_weights": {"test": None},
+                                             "preprocessing": {"test": "x / 255"}}).to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +99,7 @@ def test_report_rebuilds_from_the_stored_records_and_marks_rows_by_paired_bootst
     assert "## Naive Augmentation Score" not in md  # no NAS cells, no NAS part
     page = (run / "report.html").read_text()
     assert page.count('<figure class="figure">') == 3  # knob curves, per-class curves, one image grid
+    assert "`test-extractor` (preprocessing: x / 255)" in md and "| FD (test) | N |" in md
 
 
 def test_compare_two_cells_of_one_run(stored_run, capsys) -> None:

@@ -56,7 +56,7 @@ def test_run_folder_holds_a_complete_run_with_its_provenance_and_stage_times(swe
     assert prov["seeds"] == [0] and "nothree" in prov["config"] and prov["libraries"]["torch"]
     assert prov["store_keys"]["dataset"] == info["dataset"]
     assert {k.split(" ")[0] for k in prov["store_keys"]} == {"dataset", "samples", "trial"}
-    [(extractor, checksum)] = info["extractor_weights"].items()
+    [(extractor, checksum)] = prov["weights_sha256"].items()
     assert extractor.startswith("domain-") and re.fullmatch("[0-9a-f]{64}", checksum)
     for stage in stages:
         assert re.search(rf"^{stage}\s+\S+\s+\d+%$", swept["stderr"], re.M), stage

@@ -84,13 +84,16 @@ def _where(info: Mapping[str, Any]) -> str:
     return f"the real {info.get('test_split', 'test')} split ({info.get('n_val', '?')} images)"
 
 
-def _extractors(records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> str:
-    names = info.get("feature_extractors") or sorted({r["feature_extractor"] for r in records
-                                                      if r.get("feature_extractor")})
-    prep = sorted({r["preprocessing"] for r in records if r.get("preprocessing")})
-    if not names:
+def _extractors(records: Sequence[Mapping[str, Any]]) -> str:
+    """``name`` (preprocessing: …) of every extractor the records' metrics came from."""
+    described: dict[str, str] = {}
+    for r in records:
+        names, prep = r.get("extractor_names") or {}, r.get("preprocessing") or {}
+        for kind in r.get("feature_extractors") or []:
+            described[names.get(kind, kind)] = prep.get(kind, "") if isinstance(prep, Mapping) else prep
+    if not described:
         return "no feature extractor (metrics off)"
-    return ", ".join(f"`{n}`" for n in names) + (f" (preprocessing: {'; '.join(prep)})" if prep else "")
+    return ", ".join(f"`{name}`" + (f" (preprocessing: {prep})" if prep else "") for name, prep in described.items())
 
 
 def _n_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -130,7 +133,7 @@ def summary_section(rows: Sequence[dict[str, Any]], records: Sequence[Mapping[st
         f"95% interval: Student's t over the row's seeds where it has two or more "
         f"(seeds {', '.join(map(str, seeds))}), "
         f"else the Wilson interval of the one run's Top-1 over the test images. "
-        + (f"Sample metrics use {_extractors(records, info)} features: IS ± std over 10 splits; FID on N samples "
+        + (f"Sample metrics use {_extractors(records)} features: IS ± std over 10 splits; FID on N samples "
            f"(N = {_n_text(rows)}) against the real train split; KID ± std and precision/recall (k = 3) on up to "
            f"{info.get('metrics_max_samples', '?')} samples per set; the Real row's are the held-out "
            f"{info.get('test_split', 'test')} split against the train split. " if metrics else "")
@@ -157,7 +160,7 @@ def knobs_section(rows: Sequence[dict[str, Any]], records: Sequence[Mapping[str,
         blocks.append(Figure(lambda knob=knob: knob_curves(rows, knob), (
             f"CAS Top-1 (classifier trained on the samples only, tested on {_where(info)}; bars: 95% interval), "
             f"Inception Score (± std over 10 splits) and FID against {knob}, per generator; other knobs as the "
-            f"legend says; dashed: Real's Top-1. Features for IS and FID: {_extractors(records, info)}.")))
+            f"legend says; dashed: Real's Top-1. Features for IS and FID: {_extractors(records)}.")))
     if correlations:
         fid = correlations[0].get("fid_key") or "FID"
         name = "FID" if fid == "fid" else fid

@@ -30,7 +30,7 @@ from harness.report.records import Record
 from harness.report.render import render_html, render_markdown
 from harness.runs import update_state
 from harness.shards import ShardError, ShardSet
-from harness.store import Store, sha256_bytes
+from harness.store import Store
 
 if TYPE_CHECKING:
     from harness.classify.recipes import Recipe
@@ -87,21 +87,15 @@ def run_info(store: Store, folder: str, config: SweepConfig, real: RealData) -> 
     return info
 
 
-def extractor_weights(store: Store, records: Sequence[Mapping[str, Any]], inception_weights: str | None
-                      ) -> dict[str, str | None]:
-    """SHA-256 of each feature extractor's weights: the pinned FID Inception checksum (None for random test
-    weights), or the checksum of the real-data classifier that the domain extractor is."""
-    from harness.metrics.inception import WEIGHTS_SHA256
-    from harness.store import spec_key
-
+def extractor_weights(records: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
+    """SHA-256 of each feature extractor's weights, by extractor name, as the metrics stage recorded them
+    (None for random test weights)."""
     out: dict[str, str | None] = {}
-    for name in sorted({r["feature_extractor"] for r in records if r.get("feature_extractor")}):
-        if name.startswith("domain-"):
-            model = next((r["model"] for r in records if r.get("model") and name.endswith(spec_key(r["model"]))), None)
-            out[name] = sha256_bytes(store.read_bytes(model)) if model and store.exists(model) else None
-        else:
-            out[name] = None if inception_weights == "random" else WEIGHTS_SHA256
-    return out
+    for r in records:
+        names = r.get("extractor_names") or {}
+        for kind, checksum in (r.get("extractor_weights") or {}).items():
+            out[names.get(kind, kind)] = checksum
+    return dict(sorted(out.items()))
 
 
 def store_keys(real: RealData, cells: Sequence[Cell], recipe: Recipe) -> dict[str, str]:
@@ -113,18 +107,16 @@ def store_keys(real: RealData, cells: Sequence[Cell], recipe: Recipe) -> dict[st
 
 def describe_run(info: Mapping[str, Any], store: Store, records: Sequence[Mapping[str, Any]], config: SweepConfig,
                  config_text: str, keys: Mapping[str, str], stage_seconds: Mapping[str, float]) -> dict[str, Any]:
-    """The run's info with what the grid produced: sizes of the measured sample sets, the extractors and
-    their weights' checksums (protocol fields of the leaderboard), and the provenance (config, code,
-    libraries, hardware, seeds, store keys, time per stage so far)."""
+    """The run's info with what the grid produced: sizes of the measured sample sets and the provenance
+    (config, code, libraries, hardware, seeds, store keys, extractor weights' checksums, time per stage so
+    far). The extractors and their checksums, protocol fields of the leaderboard, are in every record."""
     folders = sorted({r["sample_set"] for r in records if r.get("sample_set")})
     sizes = {}
     for folder in folders:
         with contextlib.suppress(ShardError, FileNotFoundError):
             sizes[folder] = int(ShardSet(store, folder).manifest()["n"])
-    weights = extractor_weights(store, records, config.metrics.inception_weights)
-    provenance = collect_provenance(config_text, keys, weights, stage_seconds, config.seeds)
-    return {**info, "set_sizes": sizes, "feature_extractors": sorted(weights), "extractor_weights": weights,
-            "provenance": provenance}
+    provenance = collect_provenance(config_text, keys, extractor_weights(records), stage_seconds, config.seeds)
+    return {**info, "set_sizes": sizes, "provenance": provenance}
 
 
 class StageTimer:
@@ -251,8 +243,7 @@ def collect_runs(store: Store) -> list[dict[str, Any]]:
                 runs.append(entry)
                 continue
             filled = [{**r, **{k: info.get(k) for k in ("n_train", "n_val") if r.get(k) is None}} for r in records]
-            entry.update({k: info.get(k) for k in ("test_split", "image_shape", "feature_extractors",
-                                                   "extractor_weights", "generators")},
+            entry.update({k: info.get(k) for k in ("test_split", "image_shape", "generators")},
                          status="complete", records=filled)
         runs.append(entry)
     return runs
