@@ -17,7 +17,7 @@ from harness.report.aggregate import summarize
 from harness.report.compare import CellError, parse_cell, select_cell
 from harness.report.predictions import encode_predictions
 from harness.report.records import RECORD_VERSION, Record
-from harness.report.runs import load_run, shard_labels, split_run
+from harness.report.runs import load_run, shard_labels, split_run, write_leaderboard
 from harness.shards import ShardSet
 from harness.store import Store
 
@@ -168,3 +168,19 @@ def test_records_of_another_version_are_refused(tmp_path: Path, stored_run) -> N
         load_run(*split_run(str(tmp_path / "runs" / "missing")))
     with pytest.raises(ValueError, match="expected a run folder"):
         split_run(str(tmp_path))
+
+
+def test_leaderboard_lists_a_failed_cell_under_its_runs_protocol(stored_run, tmp_path: Path) -> None:
+    run, data = stored_run
+    failed = Record(generator="broken", kind="npz", mode="cas", knobs={}, truncation_mode=None,
+                    augmentation_ratio=None, seed=0, recipe="digits-small", recipe_settings={"epochs": 4},
+                    sample_set=None, dataset="digits", status="failed", error="GeneratorError: broken",
+                    params={"path": "b.npz"}).to_dict()
+    store = Store(str(tmp_path))
+    store.write_json([*data["records"], failed], "runs/test-1", "results.json")
+    store.write_text((run / "run.json").read_text(), "runs/test-1", "run.json")
+    board = write_leaderboard(store)
+    [table] = board["tables"]  # the failed cell measured nothing, yet belongs to the run's protocol
+    [row] = [r for r in table["rows"] if r["generators"] == ["broken"]]
+    assert row["seeds"] == 0 and row["failed"] == 1 and row["rank"] is None
+    assert "| – | broken | npz | – | failed: GeneratorError: broken |" in (tmp_path / "leaderboard.md").read_text()

@@ -24,7 +24,13 @@ import numpy as np
 from harness.progress import format_seconds
 from harness.report.aggregate import class_extremes, per_class_csv, results_csv, summarize, table_lines
 from harness.report.compare import correctness, mark_ties
-from harness.report.leaderboard import leaderboard, leaderboard_csv, leaderboard_html, leaderboard_markdown
+from harness.report.leaderboard import (
+    PROTOCOL_FIELDS,
+    leaderboard,
+    leaderboard_csv,
+    leaderboard_html,
+    leaderboard_markdown,
+)
 from harness.report.provenance import collect_provenance
 from harness.report.records import Record
 from harness.report.render import render_html, render_markdown
@@ -242,11 +248,24 @@ def collect_runs(store: Store) -> list[dict[str, Any]]:
             except (FileNotFoundError, ValueError):
                 runs.append(entry)
                 continue
-            filled = [{**r, **{k: info.get(k) for k in ("n_train", "n_val") if r.get(k) is None}} for r in records]
+            filled = [_with_protocol(r, records) for r in records]
             entry.update({k: info.get(k) for k in ("test_split", "image_shape", "generators")},
                          status="complete", records=filled)
         runs.append(entry)
     return runs
+
+
+def _with_protocol(record: dict[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A failed cell with the protocol fields it never got to measure (training-set size, extractors, sample
+    counts) taken from a successful cell of the same mode in its run, so it is listed, as failed, in the
+    table of the protocol it was run under."""
+    if record["status"] == "ok":
+        return record
+    like = next((r for r in records if r["status"] == "ok" and r["mode"] == record["mode"]),
+                next((r for r in records if r["status"] == "ok"), None))
+    if like is None:
+        return record
+    return {**record, **{k: like.get(k) for k in PROTOCOL_FIELDS if record.get(k) is None and k in like}}
 
 
 def write_leaderboard(store: Store) -> dict[str, Any]:
