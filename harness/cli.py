@@ -152,11 +152,10 @@ def _stored_run_errors(command: Callable[[argparse.Namespace], int]) -> Callable
 def cmd_report(args: argparse.Namespace) -> int:
     """Rebuild a stored run's report, CSV files and CAS table from its records; nothing is recomputed."""
     from harness.report.aggregate import table_lines
-    from harness.report.runs import build_report, load_run, split_run
+    from harness.report.runs import build_report, split_run
 
     store, folder = split_run(args.run)
-    rows = build_report(store, folder)
-    records, _ = load_run(store, folder)
+    rows, records = build_report(store, folder)
     print("\n".join([*table_lines(rows, records), "", store.path(folder, "report.html")]), flush=True)
     return 0
 

@@ -19,11 +19,12 @@ HEAD_RESOURCE = "node:__internal_head__"
 
 
 def connect(address: str | None) -> None:
-    """Join ``address`` (or ``RAY_ADDRESS``), or start a local Ray with this machine's CPUs/GPUs."""
+    """Join ``address`` (or ``RAY_ADDRESS``), or start a local Ray with this machine's CPUs/GPUs: never a
+    cluster someone else started on this machine with ``ray start`` (which ``ray.init()`` alone would join)."""
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter honours verbose=0: stdout stays ours
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS"), include_dashboard=False,
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False,
                  log_to_driver=True, configure_logging=True, logging_level="WARNING")
 
 

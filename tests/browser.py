@@ -153,7 +153,8 @@ def render(html_file: Path, marker: str = ".figure", timeout: float = 60.0) -> P
         raise FileNotFoundError("chromium is not installed (apt-get install -y chromium)")
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
-    with tempfile.TemporaryDirectory(prefix="cas-chromium-") as profile, \
+    # Chromium's helper processes may still write to the profile as it is removed: leftovers are not an error.
+    with tempfile.TemporaryDirectory(prefix="cas-chromium-", ignore_cleanup_errors=True) as profile, \
             open(Path(profile) / "stderr.log", "w+b") as log:
         def wire_fds() -> None:
             """Chromium reads commands on fd 3 and writes replies on fd 4; copy first, so neither

@@ -19,7 +19,7 @@ def ray_local():
     """A local Ray with two CPUs, shut down after the module's tests."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")  # not a `ray start` one
     yield ray
     ray.shutdown()
 

@@ -269,7 +269,7 @@ def quick_heartbeats(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(sample, "HEARTBEAT_S", 1.0)
     monkeypatch.setattr(grid, "HEARTBEAT_S", 1.0)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     yield
     ray.shutdown()
 

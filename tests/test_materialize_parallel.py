@@ -38,7 +38,7 @@ def test_parallel_materialize_matches_serial(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(materialize_module, "MIN_CHUNK_IMAGES", 20)
     serial = materialize(cfg, Store(str(tmp_path / "serial")), shard_size=70)
     assert "[dataset folder/train] 5/5 shards" in capsys.readouterr().err
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
         assert materialize_module._local_cpus() == 2
         parallel = materialize(cfg, Store(str(tmp_path / "parallel")), shard_size=70)

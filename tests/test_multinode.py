@@ -47,7 +47,7 @@ def one_node_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict[st
     Its Ray is shut down before the cluster starts (the cluster fixture depends on this one).
     """
     tmp = tmp_path_factory.mktemp("one-node")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     try:
         _, records = run_sweep(reduced_config(tmp, str(tmp / "store")))
     finally:

@@ -72,7 +72,7 @@ def test_reduced_quickstart_end_to_end_and_resume(ray_local, tmp_path: Path, cap
         assert (run / name).stat().st_size > 0
     report = (run / "report.md").read_text()
     assert "| cvae | 0.2 | samples (CAS) |" in report and "domain-resnet-tiny-" in report
-    assert "τ" in out and "FID" in out  # the CAS table is the only thing on stdout besides the run folder
+    assert "τ" in out and "FD (domain)" in out  # the CAS table is the only thing on stdout besides the run folder
     assert "[train" not in out and "Configuration for experiment" not in out
 
     # A second run finds every sample set and every trained cell in the store.

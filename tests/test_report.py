@@ -58,8 +58,11 @@ def test_terminal_table_shows_every_knob_and_marks_the_best_row() -> None:
     lines = table_lines(summarize(records, INFO), records)
     assert lines[0].split()[:4] == ["generator", "τ", "guidance_scale", "train"]
     assert "FAILED: GeneratorError: broken" in lines[4] and "cat 30%" in lines[3] and lines[3].startswith("★ g")
-    assert "63.33 [" in lines[3] and lines[-1].startswith("★ the best")
+    assert "63.33 [" in lines[3] and lines[-1].startswith("★ the best Top-1")
     assert knob_names(records) == ["truncation", "guidance_scale"] and swept_knobs(records) == ["truncation"]
+    dinov2 = [{("fd_dinov2" if k == "fid" else k): v for k, v in r.items()} for r in RECORDS]  # extractor-named keys
+    lines = table_lines(summarize(dinov2, INFO), dinov2)
+    assert "FD (dinov2)" in lines[0] and " 11.00 " in lines[3]
 
 
 def test_ties_by_overlapping_intervals_without_predictions() -> None:

@@ -17,7 +17,7 @@ from harness.report.aggregate import summarize
 from harness.report.compare import CellError, parse_cell, select_cell
 from harness.report.predictions import encode_predictions
 from harness.report.records import RECORD_VERSION, Record
-from harness.report.runs import load_run, shard_labels, split_run
+from harness.report.runs import load_run, shard_labels, split_run, write_leaderboard
 from harness.shards import ShardSet
 from harness.store import Store
 
@@ -40,8 +40,11 @@ def record(generator: str, mode: str, knobs: dict, seed: int, labels: np.ndarray
                   status="ok", top1=float((pred[:, 0] == labels).mean()),
                   top5=float((pred == labels[:, None]).any(1).mean()), per_class_accuracy=per_class,
                   confusion=confusion.tolist(), n_train=1437, n_val=len(labels), params={"path": "g.npz"},
-                  predictions=path, metrics={"fid": 10.0 + knobs.get("truncation", 0), "is_mean": 3.0,
-                                             "is_std": 0.1, "feature_extractor": "test-extractor"}).to_dict()
+                  predictions=path, metrics={"fd_test": 10.0 + knobs.get("truncation", 0), "is_mean": 3.0,
+                                             "is_std": 0.1, "feature_extractors": ["test"],
+                                             "extractor_names": {"test": "test-extractor"},
+                                             "extractor_weights": {"test": None},
+                                             "preprocessing": {"test": "x / 255"}}).to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +99,7 @@ def test_report_rebuilds_from_the_stored_records_and_marks_rows_by_paired_bootst
     assert "## Naive Augmentation Score" not in md  # no NAS cells, no NAS part
     page = (run / "report.html").read_text()
     assert page.count('<figure class="figure">') == 3  # knob curves, per-class curves, one image grid
+    assert "`test-extractor` (preprocessing: x / 255)" in md and "| FD (test) | N |" in md
 
 
 def test_compare_two_cells_of_one_run(stored_run, capsys) -> None:
@@ -164,3 +168,19 @@ def test_records_of_another_version_are_refused(tmp_path: Path, stored_run) -> N
         load_run(*split_run(str(tmp_path / "runs" / "missing")))
     with pytest.raises(ValueError, match="expected a run folder"):
         split_run(str(tmp_path))
+
+
+def test_leaderboard_lists_a_failed_cell_under_its_runs_protocol(stored_run, tmp_path: Path) -> None:
+    run, data = stored_run
+    failed = Record(generator="broken", kind="npz", mode="cas", knobs={}, truncation_mode=None,
+                    augmentation_ratio=None, seed=0, recipe="digits-small", recipe_settings={"epochs": 4},
+                    sample_set=None, dataset="digits", status="failed", error="GeneratorError: broken",
+                    params={"path": "b.npz"}).to_dict()
+    store = Store(str(tmp_path))
+    store.write_json([*data["records"], failed], "runs/test-1", "results.json")
+    store.write_text((run / "run.json").read_text(), "runs/test-1", "run.json")
+    board = write_leaderboard(store)
+    [table] = board["tables"]  # the failed cell measured nothing, yet belongs to the run's protocol
+    [row] = [r for r in table["rows"] if r["generators"] == ["broken"]]
+    assert row["seeds"] == 0 and row["failed"] == 1 and row["rank"] is None
+    assert "| – | broken | npz | – | failed: GeneratorError: broken |" in (tmp_path / "leaderboard.md").read_text()

@@ -55,7 +55,7 @@ def test_run_folder_holds_a_complete_run_with_its_provenance_and_stage_times(swe
     assert prov["seeds"] == [0] and "nothree" in prov["config"] and prov["libraries"]["torch"]
     assert prov["store_keys"]["dataset"] == info["dataset"]
     assert {k.split(" ")[0] for k in prov["store_keys"]} == {"dataset", "samples", "trial"}
-    [(extractor, checksum)] = info["extractor_weights"].items()
+    [(extractor, checksum)] = prov["weights_sha256"].items()
     assert extractor.startswith("domain-") and re.fullmatch("[0-9a-f]{64}", checksum)
     for stage in ("prepare", "sample", "train", "features", "report"):
         assert re.search(rf"^{stage}\s+\S+\s+\d+%$", swept["stderr"], re.M), stage
@@ -95,8 +95,10 @@ def test_results_csv_json_report_and_terminal_agree(swept: dict) -> None:
         assert float(row["top1"]) == record["top1"] and float(row["acc_3"]) == record["per_class_accuracy"][3]
         assert line["Top-1 (%) [95% interval]"].split(" [")[0] == f"{100 * record['top1']:.2f}"
         assert line["Top-5 (%)"].split(" [")[0] == f"{100 * record['top5']:.2f}"
-        assert line["FID"] == f"{record['fid']:.2f}" and line["IS ± std"] == f"{record['is_mean']:.2f} ± " \
-                                                                              f"{record['is_std']:.2f}"
+        assert line["FD (domain)"] == f"{record['fd_domain']:.2f}"  # Fréchet distance in the domain features
+        assert line["IS ± std"] == f"{record['is_mean']:.2f} ± {record['is_std']:.2f}"
+        assert line["KID×10³ (domain) ± std"] == (f"{1000 * record['kid_domain_mean']:.2f} ± "
+                                                  f"{1000 * record['kid_domain_std']:.2f}")
         assert f"{100 * record['top1']:.2f} [" in swept["stdout"]
 
 

@@ -24,7 +24,7 @@ from tests.sweep_support import BUCKET, comparable, local_s3, reduced_config, sh
 def ray_on_s3() -> Iterator[str]:
     """A local S3 server, then a two-CPU local Ray whose workers inherit its address."""
     with local_s3() as endpoint:
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
         try:
             yield endpoint
         finally:

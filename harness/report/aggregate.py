@@ -325,15 +325,18 @@ def accuracy_text(row: Mapping[str, Any], key: str, scale: float = 100.0, digits
 
 def table_lines(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str, Any]]) -> list[str]:
     """The terminal table: generator, knob values, what it trained on, Top-1 [95% interval], Top-5, FID,
-    IS and the worst three classes."""
+    IS and the worst three classes; ★ and ≈ as in the report's summary."""
     knobs = knob_names(records)
     fid = next((c for c in metric_columns(records) if c.lower_is_better and not c.key.startswith("kid")), None)
     knob_width = {k: max(5, len(knob_header(k))) for k in knobs}
+    fid_name = fid.name if fid else "FID"
+    w = max(8, len(fid_name))
     head = (f"  {'generator':<16} " + "".join(f"{knob_header(k):>{knob_width[k]}} " for k in knobs)
-            + f"{'train on':<22} {'Top-1 % [95% interval]':>24} {'Top-5 %':>8} {'FID':>8} {'IS':>7}  worst classes")
+            + f"{'train on':<22} {'Top-1 % [95% interval]':>24} {'Top-5 %':>8} {fid_name:>{w}} {'IS':>7}"
+            + "  worst classes")
     lines = [head, "-" * len(head)]
     for row in rows:
-        mark = "★ " if row["best"] else "  "
+        mark = "★ " if row["best"] else "≈ " if row.get("tied") else "  "
         start = f"{mark}{row['generator']:<16} " + "".join(f"{knob_value(row, k):>{knob_width[k]}} " for k in knobs)
         if row.get("top1") is None:
             lines.append(start + f"{mode_label(row):<22} FAILED: {'; '.join(row['errors'])}")
@@ -342,7 +345,7 @@ def table_lines(rows: Sequence[Mapping[str, Any]], records: Sequence[Mapping[str
         fid_text = f"{row[fid.key]:.2f}" if fid and row.get(fid.key) is not None else "-"
         is_text = f"{row['is_mean']:.2f}" if row.get("is_mean") is not None else "-"
         lines.append(start + f"{mode_label(row):<22} {accuracy_text(row, 'top1'):>24} {100 * row['top5']:>8.2f} "
-                     f"{fid_text:>8} {is_text:>7}  {worst}")
+                     f"{fid_text:>{w}} {is_text:>7}  {worst}")
     if any(row["best"] for row in rows):
-        lines.append("★ the best Top-1 of its generator and training mode")
+        lines.append("★ the best Top-1 of its generator and training mode; ≈ cannot be told apart from it")
     return lines

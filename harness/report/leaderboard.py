@@ -67,12 +67,12 @@ def _fmt_field(value: Any) -> str:
 
 
 def _metric_keys(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The metrics the rows carry: Top-1, Top-5, IS, then every ``fd_``/``fid``, ``kid_*_mean``,
-    ``precision_``/``recall_`` key present."""
+    """The metrics the rows carry: Top-1 and Top-5 (always, so a table of failed cells says so there), IS,
+    then every ``fd_``/``fid``, ``kid_*_mean``, ``precision_``/``recall_`` key present."""
     present = {k for r in records for k, v in r.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     extra = sorted(k for k in present if k == "fid" or k.startswith(("fd_", "precision", "recall"))
                    or (k.startswith("kid") and k.endswith("mean")))
-    return [k for k in METRICS if k in present] + extra
+    return [k for k in METRICS if k in present or k in ("top1", "top5")] + extra
 
 
 LOWER_IS_BETTER = ("fid", "fd_", "kid")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,9 @@ class Table:
 
 @dataclass
 class Figure:
-    html: str
+    """A figure drawn only when the HTML asks for it (report.md names figures, it does not draw them)."""
+
+    draw: Callable[[], str]
     caption: str
 
 
@@ -82,13 +84,16 @@ def _where(info: Mapping[str, Any]) -> str:
     return f"the real {info.get('test_split', 'test')} split ({info.get('n_val', '?')} images)"
 
 
-def _extractors(records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> str:
-    names = info.get("feature_extractors") or sorted(
-        {n for r in records for n in (r.get("extractor_names") or {}).values()})
-    prep = sorted({p for r in records for p in (r.get("preprocessing") or {}).values()})
-    if not names:
+def _extractors(records: Sequence[Mapping[str, Any]]) -> str:
+    """``name`` (preprocessing: …) of every extractor the records' metrics came from."""
+    described: dict[str, str] = {}
+    for r in records:
+        names, prep = r.get("extractor_names") or {}, r.get("preprocessing") or {}
+        for kind in r.get("feature_extractors") or []:
+            described[names.get(kind, kind)] = prep.get(kind, "") if isinstance(prep, Mapping) else prep
+    if not described:
         return "no feature extractor (metrics off)"
-    return ", ".join(f"`{n}`" for n in names) + (f" (preprocessing: {'; '.join(prep)})" if prep else "")
+    return ", ".join(f"`{name}`" + (f" (preprocessing: {prep})" if prep else "") for name, prep in described.items())
 
 
 def _n_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -128,7 +133,7 @@ def summary_section(rows: Sequence[dict[str, Any]], records: Sequence[Mapping[st
         f"95% interval: Student's t over the row's seeds where it has two or more "
         f"(seeds {', '.join(map(str, seeds))}), "
         f"else the Wilson interval of the one run's Top-1 over the test images. "
-        + (f"Sample metrics use {_extractors(records, info)} features: IS ± std over 10 splits; FID on N samples "
+        + (f"Sample metrics use {_extractors(records)} features: IS ± std over 10 splits; FID on N samples "
            f"(N = {_n_text(rows)}) against the real train split; KID ± std and precision/recall (k = 3) on up to "
            f"{info.get('metrics_max_samples', '?')} samples per set; the Real row's are the held-out "
            f"{info.get('test_split', 'test')} split against the train split. " if metrics else "")
@@ -152,10 +157,10 @@ def knobs_section(rows: Sequence[dict[str, Any]], records: Sequence[Mapping[str,
     if not knobs:
         blocks.append("No sampling knob takes two or more values in this sweep, so there is no curve to draw.")
     for knob in knobs:
-        blocks.append(Figure(knob_curves(rows, knob), (
+        blocks.append(Figure(lambda knob=knob: knob_curves(rows, knob), (
             f"CAS Top-1 (classifier trained on the samples only, tested on {_where(info)}; bars: 95% interval), "
             f"Inception Score (± std over 10 splits) and FID against {knob}, per generator; other knobs as the "
-            f"legend says; dashed: Real's Top-1. Features for IS and FID: {_extractors(records, info)}.")))
+            f"legend says; dashed: Real's Top-1. Features for IS and FID: {_extractors(records)}.")))
     if correlations:
         fid = correlations[0].get("fid_key") or "FID"
         name = "FID" if fid == "fid" else fid
@@ -189,8 +194,7 @@ def per_class_section(rows: Sequence[dict[str, Any]], info: Mapping[str, Any]) -
                                      "the real train split (a generator of kind `real`)."])
     shown = {cell_name(r): r["per_class_accuracy"] for r in best if r.get("per_class_accuracy")}
     if shown:
-        svg, _ = per_class_curves(real["per_class_accuracy"], shown, names)
-        blocks.append(Figure(svg, (
+        blocks.append(Figure(lambda: per_class_curves(real["per_class_accuracy"], shown, names)[0], (
             f"Per-class accuracy on {_where(info)} of each generator's best CAS classifier (mean over seeds), "
             f"classes sorted by the accuracy of the classifier trained on real data (Real, solid black); the "
             f"legend counts the classes where a generator matches or beats Real and those at 0%.")))
@@ -272,9 +276,9 @@ def classes_section(grids: Sequence[Mapping[str, Any]] | None, rows: Sequence[di
         if "real_images" not in grid:
             blocks.append(text + (f" ({grid['error']})" if "error" in grid else ""))
             continue
-        blocks.append(Figure(class_image_grid(
+        blocks.append(Figure(lambda grid=grid, ref=ref, pc=pc: class_image_grid(
             grid["real_images"], grid["sample_images"], names, grid["best"], grid["worst"], ref, pc,
-            generator=row["generator"]), (
+            generator=grid["row"]["generator"]), (
             f"{label}: the classes where its CAS classifier comes closest to (or above) Real and falls furthest "
             f"below it, by per-class accuracy on {_where(info)}. Above: real images of the class from the train "
             f"split; below: the generator's samples for that class (the first few of its sample set). Under each "
@@ -298,7 +302,7 @@ def nas_section(rows: Sequence[dict[str, Any]], info: Mapping[str, Any]) -> Sect
                   f"NAS: a classifier trained on the real train split plus r·|real| samples of the generator "
                   f"(r per real image, class histogram kept), tested on {_where(info)}; Real: the real train "
                   f"split alone ({_pct(real['top1'], 2) if real else '–'}%).")
-    return Section("nas", [Figure(nas_curves(rows), (
+    return Section("nas", [Figure(lambda: nas_curves(rows), (
         f"NAS Top-1 and Top-5 on {_where(info)} against the augmentation ratio r (synthetic samples per real "
         f"training image), one curve per generator and knob values; dashed: trained on real data only; bars: "
         f"95% intervals.")), table])
@@ -398,7 +402,7 @@ def render_html(rows: Sequence[dict[str, Any]], records: Sequence[Mapping[str, A
             if isinstance(block, Table):
                 inner.append(_html_table(block))
             elif isinstance(block, Figure):
-                inner.append(figure_block(block.html, block.caption.replace("`", "")))
+                inner.append(figure_block(block.draw(), block.caption.replace("`", "")))
             elif isinstance(block, tuple):
                 inner.append(block[1])
             else:

@@ -24,7 +24,13 @@ import numpy as np
 from harness.progress import format_seconds
 from harness.report.aggregate import class_extremes, per_class_csv, results_csv, summarize, table_lines
 from harness.report.compare import correctness, mark_ties
-from harness.report.leaderboard import leaderboard, leaderboard_csv, leaderboard_html, leaderboard_markdown
+from harness.report.leaderboard import (
+    PROTOCOL_FIELDS,
+    leaderboard,
+    leaderboard_csv,
+    leaderboard_html,
+    leaderboard_markdown,
+)
 from harness.report.provenance import collect_provenance
 from harness.report.records import Record
 from harness.report.render import render_html, render_markdown
@@ -107,9 +113,9 @@ def store_keys(real: RealData, cells: Sequence[Cell], recipe: Recipe) -> dict[st
 
 def describe_run(info: Mapping[str, Any], store: Store, records: Sequence[Mapping[str, Any]], config: SweepConfig,
                  config_text: str, keys: Mapping[str, str], stage_seconds: Mapping[str, float]) -> dict[str, Any]:
-    """The run's info with what the grid produced: sizes of the measured sample sets, the extractors and
-    their weights' checksums (protocol fields of the leaderboard), and the provenance (config, code,
-    libraries, hardware, seeds, store keys, time per stage so far)."""
+    """The run's info with what the grid produced: sizes of the measured sample sets and the provenance
+    (config, code, libraries, hardware, seeds, store keys, extractor weights' checksums, time per stage so
+    far). The extractors and their checksums, protocol fields of the leaderboard, are in every record."""
     folders = sorted({r["sample_set"] for r in records if r.get("sample_set")})
     sizes = {}
     for folder in folders:
@@ -193,9 +199,10 @@ def image_grids(store: Store, rows: Sequence[Mapping[str, Any]], info: Mapping[s
     return grids
 
 
-def build_report(store: Store, folder: str) -> list[dict[str, Any]]:
+def build_report(store: Store, folder: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Write results.csv, per_class.csv, report.md and report.html of a run from its stored records and info;
-    returns the summary rows. Reads shards (image grids) and predictions; trains and measures nothing."""
+    returns the summary rows and the records. Reads shards (image grids) and predictions; trains and measures
+    nothing."""
     records, info = load_run(store, folder)
     rows = summarize(records, info)
     if any(r.get("predictions") for r in rows):
@@ -208,7 +215,7 @@ def build_report(store: Store, folder: str) -> list[dict[str, Any]]:
     store.write_text(per_class_csv(rows, names), folder, "per_class.csv")
     store.write_text(render_markdown(rows, records, info), folder, "report.md")
     store.write_text(render_html(rows, records, info, image_grids(store, rows, info)), folder, "report.html")
-    return rows
+    return rows, records
 
 
 def write_report(store: Store, folder: str, records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]
@@ -217,8 +224,8 @@ def write_report(store: Store, folder: str, records: Sequence[Mapping[str, Any]]
     and a rebuilt one are the same) and print the CAS table on stdout."""
     store.write_json(list(records), folder, RESULTS)
     update_state(store, folder, **info)
-    rows = build_report(store, folder)
-    print("\n".join(["", *table_lines(rows, records), ""]), flush=True)
+    rows, stored = build_report(store, folder)
+    print("\n".join(["", *table_lines(rows, stored), ""]), flush=True)
     return rows
 
 
@@ -234,19 +241,33 @@ def collect_runs(store: Store) -> list[dict[str, Any]]:
         except (FileNotFoundError, ValueError):
             runs.append(entry)
             continue
-        entry["date"] = info.get("date", "")
+        started = info.get("started")
+        entry["date"] = info.get("date") or (datetime.datetime.fromtimestamp(started).astimezone().isoformat(
+            timespec="seconds") if isinstance(started, int | float) else "")
         if info.get("status") == "complete":
             try:
                 records, info = load_run(store, folder)
             except (FileNotFoundError, ValueError):
                 runs.append(entry)
                 continue
-            filled = [{**r, **{k: info.get(k) for k in ("n_train", "n_val") if r.get(k) is None}} for r in records]
-            entry.update({k: info.get(k) for k in ("test_split", "image_shape", "feature_extractors",
-                                                   "extractor_weights", "generators")},
+            filled = [_with_protocol(r, records) for r in records]
+            entry.update({k: info.get(k) for k in ("test_split", "image_shape", "generators")},
                          status="complete", records=filled)
         runs.append(entry)
     return runs
+
+
+def _with_protocol(record: dict[str, Any], records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A failed cell with the protocol fields it never got to measure (training-set size, extractors, sample
+    counts) taken from a successful cell of the same mode in its run, so it is listed, as failed, in the
+    table of the protocol it was run under."""
+    if record["status"] == "ok":
+        return record
+    like = next((r for r in records if r["status"] == "ok" and r["mode"] == record["mode"]),
+                next((r for r in records if r["status"] == "ok"), None))
+    if like is None:
+        return record
+    return {**record, **{k: like.get(k) for k in PROTOCOL_FIELDS if record.get(k) is None and k in like}}
 
 
 def write_leaderboard(store: Store) -> dict[str, Any]:
