@@ -8,19 +8,29 @@ TARGET ?= local
 STORE  ?=
 CLUSTER ?=
 
-.PHONY: sweep test test-fast lint bench validate-k8s checkov cluster-up cluster-down clean
+.PHONY: sweep test test-fast lint lock bench validate-k8s checkov cluster-up cluster-down clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Installs take the exact versions in constraints.txt (the lock), so a fresh clone gets the
+# libraries the README's figures were measured with.
+$(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@ $(VENV)/.installed-run
+
+## lock: refresh constraints.txt from a fresh environment that resolves pyproject.toml's ranges anew
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install -q --upgrade pip
+	.venv-lock/bin/pip install -q -e '.[test]'
+	{ echo "# Exact versions that \`make sweep\` and \`make test\` install (pip constraints). Refresh: make lock"; \
+	  .venv-lock/bin/pip freeze --exclude-editable | grep -v '^cas-harness'; } > constraints.txt
+	rm -rf .venv-lock
 
 ## sweep: run CONFIG (default: the quickstart) on a local Ray, or TARGET=k8s to submit a RayJob
 sweep: $(VENV)/.installed-run
@@ -33,7 +43,7 @@ else
 endif
 
 ## test: lint and the whole test suite (what CI runs)
-test: $(VENV)/.installed-test $(CHECKOV_VENV)/bin/checkov
+test: $(VENV)/.installed-test $(CHECKOV_VENV)/bin/checkov browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -48,6 +58,10 @@ lint: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/bench_quickstart.py
 	$(BIN)/python bench/bench_fid.py
+	$(BIN)/python bench/bench_train.py
+	$(BIN)/python bench/bench_train_memory.py
+	$(BIN)/python bench/bench_shard_format.py
+	$(BIN)/python bench/bench_materialize.py
 
 ## validate-k8s: every manifest and generated RayJob against the KubeRay v1.7.0 CRDs, offline
 validate-k8s: $(VENV)/.installed-test

@@ -8,22 +8,15 @@ allowed.
 from __future__ import annotations
 
 import itertools
-import reprlib
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from harness.knobs import TRUNCATION_MODES
-from harness.registry import DATASETS, GENERATORS, RECIPES, Registry, resolve_params
+from harness.registry import DATASETS, EXTRACTORS, GENERATORS, RECIPES, Registry, resolve_params
 
 #: Seeds feed numpy (non-negative) and torch (below 2**64, multiplied by the trainer) generators.
 Seed = Annotated[int, Field(ge=0, lt=2**32)]
-#: More values than any config needs: a document past it is an alias bomb or refers to itself.
-MAX_VALUES = 100_000
-#: Integers longer than this many bits cannot be printed as decimals (Python stops at 4300 digits), so not hashed.
-MAX_INT_BITS = 4096
 #: The most synthetic data a cell trains on, in multiples of the real train split (NAS ratios, sample multipliers).
 MAX_SYNTHETIC_MULTIPLE = 10
 
@@ -42,16 +35,27 @@ def _registered(registry: Registry, name: str) -> str:
     return name
 
 
+class DatasetSize(_Strict):
+    """Image counts of a dataset's splits, for ``harness plan`` before the data is in the store."""
+
+    train: int = Field(ge=1)
+    val: int = Field(ge=1)
+
+
 class DatasetConfig(_Strict):
     """The real data: what CAS's samples replace and what every classifier is tested on.
 
     ``params`` are the kind's (see ``harness.registry.DATASETS``); defaults are filled in.
+    ``size`` tells ``harness plan`` the split sizes where it cannot know them (a folder not
+    on this machine): a standard dataset's name (``imagenet``, ``cifar10``, …) or counts;
+    it is no part of the data's identity.
     """
 
     kind: str
     params: dict[str, Any] = Field(default_factory=dict)
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
     split_seed: Seed = 0
+    size: str | DatasetSize | None = None
 
     @field_validator("kind")
     @classmethod
@@ -172,7 +176,10 @@ class ClassifierConfig(_Strict):
     way each worker (or the trial process) holds ``cpus_per_worker`` CPUs, one GPU if
     ``use_gpu``, and the custom Ray resources in ``resources_per_worker`` (such as
     ``{"a100": 1}``, which a node declares with ``ray start --resources``), so trials run
-    only on nodes that offer all of them.
+    only on nodes that offer all of them. A trial still training ``trial_timeout_s``
+    seconds after it started is stopped and its cell fails (left out: no limit).
+    ``images_per_second``: the training throughput of one worker measured for this recipe
+    (``bench/bench_train.py``), for ``harness plan``.
     """
 
     recipe: str
@@ -181,6 +188,8 @@ class ClassifierConfig(_Strict):
     use_gpu: bool = False
     cpus_per_worker: float = Field(default=1, gt=0)
     resources_per_worker: dict[str, float] = Field(default_factory=dict)
+    trial_timeout_s: float | None = Field(default=None, gt=0)
+    images_per_second: float | None = Field(default=None, gt=0)
 
     @field_validator("recipe")
     @classmethod
@@ -202,6 +211,8 @@ class SamplerConfig(_Strict):
     ``num_actors`` fixes how many actors there are; left out, it is as many as the
     cluster holds now, or one per shard while the cluster has none of what an actor needs
     (an autoscaling cluster at zero), which is the demand that makes it add nodes.
+    A generator whose ``sample()`` call takes longer than ``batch_timeout_s`` seconds for
+    one batch is taken to hang: its sample sets fail, naming it, and the sweep goes on.
     """
 
     num_actors: int | None = Field(default=None, ge=1)
@@ -210,6 +221,7 @@ class SamplerConfig(_Strict):
     resources: dict[str, float] = Field(default_factory=dict)
     batch_size: int = Field(default=256, ge=1)
     shard_size: int = Field(default=10_000, ge=1)
+    batch_timeout_s: float = Field(default=900, gt=0)
 
     @field_validator("resources")
     @classmethod
@@ -224,22 +236,62 @@ class SamplerConfig(_Strict):
         return self
 
 
-class MetricsConfig(_Strict):
-    """IS, FID, KID and precision/recall of every sample set.
+#: What ``metrics.dinov2_architecture`` may override (timm ViT settings), with random weights only.
+DINOV2_ARCHITECTURE = ("depth", "embed_dim", "num_heads")
 
-    ``feature_extractor``: ``inception`` (the standard FID Inception-v3; weights downloaded
-    once and checked, or ``inception_weights``/``CAS_INCEPTION_WEIGHTS`` as a local file),
-    ``domain`` (the classifier trained on the real data in the same sweep), ``auto``
-    (domain for images smaller than 32×32 or with one channel, else inception) or ``none``.
-    KID and precision/recall use the first ``max_samples`` samples of each set.
+
+class MetricsConfig(_Strict):
+    """IS, FD, KID and precision/recall of every sample set, in one or more feature spaces.
+
+    ``extractors``: registered extractors (``harness.registry.EXTRACTORS``: ``inception``,
+    ``dinov2``, ``domain``, the classifier trained on the real data), computed in one pass over
+    each shard; ``auto`` (domain for images smaller than 32×32 or grey when a real-data
+    classifier is trained, else inception) or ``none``. Pinned weights are downloaded once and
+    checked, or read from ``*_weights`` (or ``CAS_INCEPTION_WEIGHTS``/``CAS_DINOV2_WEIGHTS``);
+    ``random`` is for tests, and then ``dinov2_architecture`` may shrink the ViT. IS and FD use
+    ``num_samples`` random rows of each set (IS-50K/FID-50K) against the whole real train split,
+    KID and precision/recall a class-stratified random subset of ``max_samples``; ``seed`` fixes them.
     """
 
-    feature_extractor: Literal["auto", "inception", "domain", "none"] = "auto"
+    extractors: Literal["auto", "none"] | list[str] = "auto"
     inception_weights: str | None = None
-    batch_size: int = Field(default=200, ge=1)
+    dinov2_weights: str | None = None
+    dinov2_architecture: dict[str, int] = Field(default_factory=dict)
+    num_samples: int = Field(default=50_000, ge=10)
     max_samples: int = Field(default=10_000, ge=10)
+    seed: Seed = 0
+    batch_size: int = Field(default=200, ge=1)
     num_gpus: float = Field(default=0, ge=0)
     num_actors: int | None = Field(default=None, ge=1)
+
+    @field_validator("extractors", mode="before")
+    @classmethod
+    def _one_name(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) and value not in ("auto", "none") else value
+
+    @field_validator("extractors")
+    @classmethod
+    def _known_extractors(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("list at least one extractor, or write 'none' for no metrics")
+            for name in value:
+                _registered(EXTRACTORS, name)
+            if len(set(value)) != len(value):
+                raise ValueError(f"extractors must be unique; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _architecture(self) -> MetricsConfig:
+        unknown = sorted(set(self.dinov2_architecture) - set(DINOV2_ARCHITECTURE))
+        bad = {k: v for k, v in self.dinov2_architecture.items() if not 1 <= v <= 4096}
+        if unknown or bad:
+            raise ValueError(f"dinov2_architecture: settings {list(DINOV2_ARCHITECTURE)} in [1, 4096] only; got "
+                             f"{self.dinov2_architecture}")
+        if self.dinov2_architecture and self.dinov2_weights != "random":
+            raise ValueError("dinov2_architecture changes the network's size, so it needs dinov2_weights: random; "
+                             "the pinned checkpoint is ViT-L/14")
+        return self
 
 
 class SweepConfig(_Strict):
@@ -292,95 +344,8 @@ class SweepConfig(_Strict):
             raise ValueError(f"generator names must be unique; repeated: {dupes}")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be unique; got {self.seeds}")
-        if self.metrics.feature_extractor == "domain" and not any(g.kind == "real" for g in self.generators):
-            raise ValueError("metrics.feature_extractor 'domain' uses the classifier trained on real data: "
+        domain = isinstance(self.metrics.extractors, list) and "domain" in self.metrics.extractors
+        if domain and not any(g.kind == "real" for g in self.generators):
+            raise ValueError("metrics.extractors: 'domain' uses the classifier trained on real data: "
                              "add a generator of kind 'real', or choose 'inception'")
         return self
-
-
-def _field_path(loc: tuple[Any, ...], data: Any) -> str:
-    """``generators[1].truncations[0]`` with generator names where they are known."""
-    out, node = "", data
-    for part in loc:
-        if isinstance(part, int):
-            item = node[part] if isinstance(node, list) and part < len(node) else None
-            name = item.get("name") if isinstance(item, dict) else None
-            out += f"[{part}]" + (f" ({name})" if name else "")
-        else:
-            out += f".{part}" if out else str(part)
-        try:
-            node = node[part]
-        except (KeyError, IndexError, TypeError):
-            node = None
-    return out
-
-
-def _given(value: Any) -> str:
-    """The value a user gave, shortened for an error line: a field may hold megabytes."""
-    short = reprlib.Repr()
-    short.maxlevel, short.maxstring, short.maxother = 4, 200, 200
-    short.maxlist = short.maxtuple = short.maxdict = short.maxset = short.maxfrozenset = 10
-    return short.repr(value)
-
-
-def _document_problem(data: Any) -> str | None:
-    """What makes a loaded document unusable whatever its fields: more than ``MAX_VALUES``
-    values (aliases that refer to themselves never end), or an integer too long to print."""
-    stack, seen = [data], 0
-    while stack:
-        node = stack.pop()
-        seen += 1
-        if seen > MAX_VALUES:
-            return (f"the document expands to more than {MAX_VALUES} values; "
-                    f"a YAML alias that refers to itself, or aliases nested many times?")
-        if isinstance(node, dict):
-            stack.extend(node)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, int) and node.bit_length() > MAX_INT_BITS:
-            return f"an integer of {node.bit_length()} bits; integers must fit in {MAX_INT_BITS} bits"
-    return None
-
-
-def parse_config(data: Any, source: str) -> SweepConfig:
-    """Validate a loaded YAML document; ``source`` names it in errors."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    problem = _document_problem(data)
-    if problem:
-        raise ConfigError(f"{source}: {problem}")
-    try:
-        return SweepConfig.model_validate(data)
-    except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            field = _field_path(e["loc"], data) or "(top level)"
-            whole = isinstance(e["input"], dict)  # a check across fields: the message names the values
-            given = "" if e["type"] == "missing" or not e["loc"] or whole else f" (given: {_given(e['input'])})"
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "extra_forbidden":
-                msg = "unknown field"
-            lines.append(f"  {field}: {msg}{given}")
-        raise ConfigError(f"{source}: invalid config\n" + "\n".join(lines)) from None
-
-
-def load_config(path: str | Path, store: str | None = None) -> SweepConfig:
-    """Read and validate a sweep YAML file; ``store`` overrides the file's store."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as err:
-        # PyYAML's constructors raise these for a bad tagged scalar (!!int abc, a 13th month,
-        # an integer past 4300 digits) and its parser recurses once per level of nesting
-        raise ConfigError(f"{path}: not valid YAML: {type(err).__name__}: {err}") from None
-    config = parse_config(data, str(path))
-    return config.model_copy(update={"store": store}) if store else config

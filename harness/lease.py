@@ -26,6 +26,7 @@ that agree to well within the TTL (NTP does).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -323,6 +324,43 @@ class Lease:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         self.release(note=f"{exc_type.__name__}: {exc}" if exc_type else "")
+
+
+def in_turns(store: Store, keys: list[str], done: Callable[[str], bool], *, ttl: float = DEFAULT_TTL,
+             poll: float = 2.0, timeout: float | None = None) -> Iterator[dict[str, Lease]]:
+    """The pieces of work among ``keys`` that this process is to do, in batches: each batch
+    maps keys to owned leases, released when the caller asks for the next batch (or stops).
+
+    A key that another process holds is left to it; once none of the remaining keys can be
+    taken, this waits (``Lease.acquire_or_wait``) for the first of them: it is either
+    finished there (``done(key)``, then dropped: the caller reuses it) or taken over when
+    its owner died. Each key is yielded at most once; what the caller did not finish stays
+    unfinished, for the next run.
+    """
+    left = [k for k in keys if not done(k)]
+    while left:
+        owned: dict[str, Lease] = {}
+        for key in left:
+            lease = Lease.try_acquire(store, key, ttl)
+            if lease is None:
+                continue
+            store.fs.invalidate_cache()
+            if done(key):
+                lease.release(note="finished by another process")
+            else:
+                owned[key] = lease
+        if not owned:
+            lease = Lease.acquire_or_wait(store, left[0], ttl=ttl, poll=poll, timeout=timeout,
+                                          done=functools.partial(done, left[0]))
+            if lease.owned:
+                owned[left[0]] = lease
+        try:
+            if owned:
+                yield owned
+        finally:
+            for lease in owned.values():
+                lease.release()
+        left = [k for k in left if k not in owned and not done(k)]
 
 
 def _remove_quietly(store: Store, *parts: str) -> None:

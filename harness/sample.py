@@ -5,14 +5,22 @@ train split's label histogram is kept. Its labels are fixed by its seed and spli
 shards; each shard is drawn with a torch generator seeded from the set's key and the
 shard's index, so a shard's content does not depend on which actor made it. Actors (one
 per GPU, or CPU actors where there is none) load a generator once and keep it while they
-work through that generator's shards. A set whose manifest is complete is reused; shards
-left by an interrupted run are kept when they read back whole.
+work through that generator's shards.
+
+A set whose manifest is complete is reused once every shard matches its checksum (a broken
+shard is removed and redone); shards left by an interrupted run are kept when they read
+back whole. A sweep takes a lease on each set it makes, so a concurrent sweep of the same
+store waits and reuses it. A ``sample()`` call that takes longer than
+``sampler.batch_timeout_s`` fails that generator's sets, and its actor is replaced; an
+actor lost with its node is replaced and only its unfinished shard is redone.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,11 +31,22 @@ from harness.config import GeneratorConfig, SamplerConfig
 from harness.data import RealData
 from harness.generators import GeneratorError, build_generator, check_samples
 from harness.generators.pools import PoolGenerator
+from harness.lease import in_turns
 from harness.plan import SampleSet
-from harness.progress import Progress, status
+from harness.progress import Progress, format_seconds, status
 from harness.ray_env import error_text, num_actors
-from harness.shards import ShardSet, class_counts
+from harness.shards import MANIFEST, ShardSet, class_counts
 from harness.store import Store, spec_key
+from harness.verify import repair_shard_set
+
+#: How often a stage that waits says what it waits for.
+HEARTBEAT_S = 30.0
+#: How many times a shard (or a generator's preparation) is tried on actors that died under it.
+MAX_ATTEMPTS = 3
+
+
+class SamplingTimeout(GeneratorError):
+    """A generator's ``sample()`` did not return within ``sampler.batch_timeout_s``."""
 
 
 def shard_seed(set_key: str, index: int) -> int:
@@ -36,11 +55,16 @@ def shard_seed(set_key: str, index: int) -> int:
 
 @ray.remote
 class Sampler:
-    """Holds one generator at a time and writes shards of its samples."""
+    """Holds one generator at a time and writes shards of its samples.
 
-    def __init__(self, store_root: str, real: RealData) -> None:
-        self.store, self.real = Store(store_root), real
+    ``sample()`` runs in a thread of its own, so that a call that never returns is noticed
+    after ``batch_timeout_s``; the driver then kills this actor, the only way to stop it.
+    """
+
+    def __init__(self, store_root: str, real: RealData, batch_timeout_s: float) -> None:
+        self.store, self.real, self.batch_timeout_s = Store(store_root), real, batch_timeout_s
         self.loaded: tuple[str, Any] | None = None
+        self.calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
 
     def _generator(self, cfg: GeneratorConfig) -> Any:
         key = spec_key({"kind": cfg.kind, "params": cfg.params, "truncation_mode": cfg.truncation_mode})
@@ -57,8 +81,21 @@ class Sampler:
         self._generator(cfg)
         return cfg.name
 
+    def _sample(self, gen: Any, name: str, batch: torch.Tensor, truncation: float | None, rng: torch.Generator,
+                knobs: dict[str, Any]) -> torch.Tensor:
+        call = self.calls.submit(gen.sample, batch, truncation, rng, **knobs)
+        try:
+            return call.result(timeout=self.batch_timeout_s)
+        except FutureTimeout:
+            raise SamplingTimeout(f"generator {name!r}: sample() of a batch of {len(batch)} did not return in "
+                                  f"{format_seconds(self.batch_timeout_s)} (sampler.batch_timeout_s = "
+                                  f"{self.batch_timeout_s:g}); its sample sets are left out") from None
+        except GeneratorError as err:
+            raise GeneratorError(f"generator {name!r}: {err}") from err
+
     def sample_shard(self, sample_set: SampleSet, index: int, labels: np.ndarray, batch_size: int) -> dict[str, Any]:
         gen = self._generator(sample_set.generator)
+        name = sample_set.generator.name
         if isinstance(gen, PoolGenerator):
             gen = gen.shard(sample_set.stream_seed, labels, sample_set.pool_positions(index))
         rng = torch.Generator().manual_seed(shard_seed(sample_set.key, index))
@@ -68,11 +105,8 @@ class Sampler:
         parts = []
         for start in range(0, len(y), batch_size):
             batch = y[start:start + batch_size]
-            try:
-                images = gen.sample(batch, truncation, rng, **knobs)
-            except GeneratorError as err:
-                raise GeneratorError(f"generator {sample_set.generator.name!r}: {err}") from err
-            parts.append(check_samples(sample_set.generator.name, images, batch, self.real.image_shape).numpy())
+            images = self._sample(gen, name, batch, truncation, rng, knobs)
+            parts.append(check_samples(name, images, batch, self.real.image_shape).numpy())
         return ShardSet(self.store, sample_set.folder).write_shard(index, np.concatenate(parts), labels,
                                                                   self.real.num_classes)
 
@@ -81,6 +115,8 @@ class Sampler:
 class SamplingOutcome:
     done: list[SampleSet]
     failed: dict[str, str]
+    #: Sets that another sweep of the same store made while this one waited.
+    reused: list[SampleSet] = field(default_factory=list)
 
 
 def _actor_options(cfg: SamplerConfig) -> dict[str, Any]:
@@ -88,11 +124,32 @@ def _actor_options(cfg: SamplerConfig) -> dict[str, Any]:
 
 
 def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig) -> SamplingOutcome:
-    """Bring every sample set to a complete manifest; failures are reported per generator."""
+    """Bring every sample set to a complete, checked manifest; failures are reported per generator.
+
+    Sets are made under leases: a set that a concurrent sweep is making is waited for and
+    reused, not made twice.
+    """
+    pending = [s for s in sets if not repair_shard_set(ShardSet(store, s.folder))]
+    status(f"[sample] {len(sets)} sample sets: {len(sets) - len(pending)} complete in the store, "
+           f"{len(pending)} to make")
+    by_folder = {s.folder: s for s in pending}
+    failed: dict[str, str] = {}
+    made: set[str] = set()
+    for owned in in_turns(store, list(by_folder), done=lambda folder: store.exists(folder, MANIFEST)):
+        batch = [by_folder[folder] for folder in owned]
+        failed.update(_make_sets(batch, real, store, cfg))
+        made.update(s.key for s in batch)
+    reused = [s for s in pending if s.key not in made]
+    for s in reused:
+        status(f"[sample] {s.label}: made by another sweep of this store meanwhile; reused")
+    return SamplingOutcome(done=[s for s in sets if s.key not in failed], failed=failed, reused=reused)
+
+
+def _make_sets(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig) -> dict[str, str]:
+    """Draw the missing shards of ``sets`` and write their manifests; the failed sets' errors."""
     todo: list[tuple[SampleSet, int, np.ndarray]] = []
     partial: dict[str, list[dict[str, Any]]] = {}
-    pending_sets = [s for s in sets if not ShardSet(store, s.folder).is_complete()]
-    for s in pending_sets:
+    for s in sets:
         shards = ShardSet(store, s.folder)
         partial[s.key] = []
         for index, chunk in enumerate(s.shards()):
@@ -101,16 +158,33 @@ def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: Sampl
                 partial[s.key].append(entry)
             else:
                 todo.append((s, index, chunk))
-    reused = len(sets) - len(pending_sets)
-    status(f"[sample] {len(sets)} sample sets: {reused} complete in the store, {len(pending_sets)} to make "
-           f"({len(todo)} shards)")
+    kept = sum(len(p) for p in partial.values())
+    status(f"[sample] making {len(sets)} sample sets: {len(todo)} shards to draw"
+           + (f", {kept} kept from an interrupted run" if kept else ""))
     failed: dict[str, str] = {}
     if todo:
         _run_shards(todo, real, store, cfg, partial, failed)
-    for s in pending_sets:
+    for s in sets:
         if s.key not in failed:
             ShardSet(store, s.folder).write_manifest(s.spec, partial[s.key], real.num_classes, real.image_shape)
-    return SamplingOutcome(done=[s for s in sets if s.key not in failed], failed=failed)
+    return failed
+
+
+@dataclass
+class _Call:
+    """A call in flight on a sampler actor: ``start`` (its ``ready``), ``prepare`` or ``shard``."""
+
+    kind: str
+    actor: Any
+    item: Any
+    since: float = field(default_factory=time.monotonic)
+
+    def describe(self, now: float) -> str:
+        what = {"start": "a sampler starting",
+                "prepare": f"preparing generator {getattr(self.item, 'name', '')!r}"}.get(self.kind)
+        if what is None:
+            what = f"{self.item[0].label} shard {self.item[1]}"
+        return f"{what} ({format_seconds(now - self.since)})"
 
 
 def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, store: Store, cfg: SamplerConfig,
@@ -120,14 +194,24 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
     Work goes only to actors that run, so actors waiting minutes for a node (or never
     getting one) hold nothing up. Each generator is first prepared (built, and for
     embedded kinds trained and cached) on one actor before its shards go to any actor.
+    An actor that dies (its node lost) is replaced and its shard goes back in the queue,
+    up to ``MAX_ATTEMPTS`` times; one whose generator hangs is killed and replaced.
     """
     queue = sorted(todo, key=lambda t: (t[0].generator.name, t[0].key, t[1]))
     needs = {"CPU": cfg.num_cpus, "GPU": cfg.num_gpus, **cfg.resources}
-    actors = [Sampler.options(**_actor_options(cfg)).remote(store.root, real)
-              for _ in range(num_actors(cfg.num_actors, needs, len(queue)))]
-    calls: dict[ray.ObjectRef, tuple[str, Any, Any]] = {a.ready.remote(): ("start", a, None) for a in actors}
+    calls: dict[ray.ObjectRef, _Call] = {}
+    actors: list[Any] = []
+
+    def start_actor() -> None:
+        actor = Sampler.options(**_actor_options(cfg)).remote(store.root, real, cfg.batch_timeout_s)
+        actors.append(actor)
+        calls[actor.ready.remote()] = _Call("start", actor, None)
+
+    for _ in range(num_actors(cfg.num_actors, needs, len(queue))):
+        start_actor()
     unprepared = list({t[0].generator.name: t[0].generator for t in queue}.values())
     prepared: set[str] = set()
+    attempts: dict[Any, int] = {}
     free: list[Any] = []
     progress = Progress("sample", total=len(queue), unit="shards")
     images_done, started, lost = 0, time.monotonic(), ""
@@ -138,45 +222,99 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
         progress.total -= len(queue) - len(kept)
         queue[:] = kept
 
-    while queue or any(kind != "start" for kind, _, _ in calls.values()):
-        while free and (unprepared or any(t[0].generator.name in prepared for t in queue)):
-            actor = free.pop()
-            if unprepared:
-                g = unprepared.pop(0)
-                calls[actor.prepare.remote(g)] = ("prepare", actor, g)
-                continue
-            task = queue.pop(next(i for i, t in enumerate(queue) if t[0].generator.name in prepared))
-            calls[actor.sample_shard.remote(task[0], task[1], task[2], cfg.batch_size)] = ("shard", actor, task)
-        if not calls:
-            text = f"no sampler actor is left to run it ({lost})"
-            fail({t[0].key for t in queue}, text)
-            status(f"[sample] {text}")
-            break
-        [ref], _ = ray.wait(list(calls), num_returns=1)
-        kind, actor, item = calls.pop(ref)
-        try:
-            value = ray.get(ref)
-        except Exception as err:  # noqa: BLE001 - reported per generator or sample set, the rest go on
-            text = error_text(err)
-            if kind == "start" or isinstance(err, ray.exceptions.RayActorError):
-                lost = text
-            else:
-                free.append(actor)
-            if kind == "prepare":
-                fail({t[0].key for t in queue if t[0].generator.name == item.name}, text)
-                status(f"[sample] generator {item.name!r} failed: {text}")
-            elif kind == "shard":
-                fail({item[0].key}, text)
-                status(f"[sample] {item[0].label} failed: {text}")
-                progress.advance()
-            continue
-        free.append(actor)
-        if kind == "prepare":
-            prepared.add(item.name)
-        elif kind == "shard":
-            partial[item[0].key].append(value)
-            images_done += len(item[2])
-            progress.advance(note=f"{images_done / max(time.monotonic() - started, 1e-9):.0f} images/s")
-    for actor in actors:
-        ray.kill(actor)
+    def replace(actor: Any) -> None:
+        ray.kill(actor, no_restart=True)
+        start_actor()
 
+    def retry(call: _Call, text: str) -> bool:
+        """Put the work of an actor that died back in line, unless it was tried too often."""
+        key = call.item.name if call.kind == "prepare" else (call.item[0].key, call.item[1])
+        attempts[key] = attempts.get(key, 1) + 1
+        if attempts[key] > MAX_ATTEMPTS:
+            return False
+        if call.kind == "prepare":
+            unprepared.insert(0, call.item)
+        else:
+            queue.insert(0, call.item)
+        status(f"[sample] a sampler died ({text}); {call.describe(time.monotonic())} goes to another "
+               f"(attempt {attempts[key]} of {MAX_ATTEMPTS})")
+        return True
+
+    def next_work() -> tuple[str, Any] | None:
+        """A generator to prepare first, else a shard of a prepared generator, else None."""
+        unprepared[:] = [g for g in unprepared if any(t[0].generator.name == g.name for t in queue)]
+        if unprepared:
+            return "prepare", unprepared.pop(0)
+        index = next((i for i, t in enumerate(queue) if t[0].generator.name in prepared), None)
+        return None if index is None else ("shard", queue.pop(index))
+
+    def hung(call: _Call, text: str) -> None:
+        """A generator that hangs: its sets fail, and every actor running it is replaced."""
+        name = call.item[0].generator.name
+        fail({call.item[0].key} | {t[0].key for t in queue if t[0].generator.name == name}, text)
+        for ref, other in list(calls.items()):
+            if other.kind == "shard" and other.item[0].generator.name == name:
+                del calls[ref]
+                failed[other.item[0].key] = text
+                progress.total -= 1
+                replace(other.actor)
+        replace(call.actor)
+        status(f"[sample] {text}")
+
+    try:
+        while queue or any(c.kind != "start" for c in calls.values()):
+            while free and (work := next_work()):
+                actor, (kind, item) = free.pop(), work
+                ref = actor.prepare.remote(item) if kind == "prepare" else \
+                    actor.sample_shard.remote(item[0], item[1], item[2], cfg.batch_size)
+                calls[ref] = _Call(kind, actor, item)
+            if not calls:
+                text = f"no sampler actor is left to run it ({lost})"
+                fail({t[0].key for t in queue}, text)
+                status(f"[sample] {text}")
+                break
+            ready, _ = ray.wait(list(calls), num_returns=1, timeout=HEARTBEAT_S)
+            if not ready:
+                now = time.monotonic()
+                busy = sorted(calls.values(), key=lambda c: c.since)
+                status(progress.line(note="waiting for " + ", ".join(c.describe(now) for c in busy[:4])
+                                     + (f" and {len(busy) - 4} more" if len(busy) > 4 else "")))
+                continue
+            call = calls.pop(ready[0])
+            set_failed = call.kind == "shard" and call.item[0].key in failed
+            try:
+                value = ray.get(ready[0])
+            except Exception as err:  # noqa: BLE001 - reported per generator or sample set, the rest go on
+                text = error_text(err)
+                if call.kind == "start":
+                    lost = text
+                    continue
+                if isinstance(err, ray.exceptions.RayActorError):
+                    lost = text
+                    start_actor()
+                    if set_failed or retry(call, text):
+                        continue
+                elif isinstance(err, SamplingTimeout):
+                    hung(call, text)
+                    progress.advance()
+                    continue
+                else:
+                    free.append(call.actor)
+                if call.kind == "prepare":
+                    fail({t[0].key for t in queue if t[0].generator.name == call.item.name}, text)
+                    status(f"[sample] generator {call.item.name!r} failed: {text}")
+                else:
+                    fail({call.item[0].key}, text)
+                    status(f"[sample] {call.item[0].label} failed: {text}")
+                    progress.advance()
+                continue
+            free.append(call.actor)
+            if call.kind == "prepare":
+                prepared.add(call.item.name)
+            elif call.kind == "shard" and not set_failed:
+                partial[call.item[0].key].append(value)
+                images_done += len(call.item[2])
+                progress.advance(note=f"{images_done / max(time.monotonic() - started, 1e-9):.0f} images/s")
+    finally:
+        for actor in actors:
+            ray.kill(actor)

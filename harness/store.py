@@ -50,8 +50,13 @@ class Store:
 
     @property
     def fs(self) -> fsspec.AbstractFileSystem:
-        fs, _ = fsspec.core.url_to_fs(self.root)
-        return fs
+        """The filesystem, without a listing cache: s3fs and gcsfs would otherwise answer
+        ``exists`` and ``ls`` from listings made earlier in this process, and never see what
+        another process (a concurrent sweep, a sampler on another node) wrote since."""
+        return self._url_to_fs()[0]
+
+    def _url_to_fs(self) -> tuple[fsspec.AbstractFileSystem, str]:
+        return fsspec.core.url_to_fs(self.root, **({} if self.is_local else {"use_listings_cache": False}))
 
     @property
     def is_local(self) -> bool:
@@ -62,7 +67,7 @@ class Store:
         return "/".join([self.root.rstrip("/"), *parts])
 
     def _fs_path(self, *parts: str) -> str:
-        _, root = fsspec.core.url_to_fs(self.root)
+        _, root = self._url_to_fs()
         return "/".join([root.rstrip("/"), *parts])
 
     def exists(self, *parts: str) -> bool:
@@ -93,11 +98,13 @@ class Store:
         self.write_bytes(text.encode(), *parts)
 
     def list(self, *parts: str) -> list[str]:
-        """Names directly under ``parts`` (empty if the folder does not exist)."""
-        path = self._fs_path(*parts)
+        """Names directly under ``parts`` (empty if the folder does not exist). An object store's listing
+        may hold the folder's own marker object; it is not a name under it."""
+        path = self._fs_path(*parts).rstrip("/")
         if not self.fs.exists(path):
             return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False))
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(path, detail=False)
+                      if p.rstrip("/") != path)
 
 
 def encode_arrays(**arrays: np.ndarray) -> bytes:

@@ -1,20 +1,68 @@
 """The sweep, start to end: prepare → plan → sample → train → measure → report.
 
 Each stage lives in its own module; this one only puts them in order. Everything a config
-can get wrong is found by :func:`harness.plan.check` before data is read or Ray starts.
+can get wrong is found by :func:`harness.preflight.preflight` before data is read or Ray
+starts. A sweep interrupted (Ctrl-C, SIGTERM) or failing part-way still writes results and
+a report for what finished, and its ``run.json`` says ``incomplete`` and at which stage.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from harness import layout, plan
 from harness.config import SweepConfig
 from harness.data import RealData, materialize
-from harness.data.readers import cas_split_name
+from harness.data.readers import cas_split_name, dataset_spec
+from harness.lease import Lease
+from harness.progress import format_seconds, status
 from harness.ray_env import check_store_reach, connect
+from harness.runs import finish_run, killed_runs, read_state, set_stage, start_run
+from harness.shards import MANIFEST, ShardSet
 from harness.store import Store
+from harness.verify import repair_shard_set
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """SIGTERM, raised in the sweep's main thread as Ctrl-C raises KeyboardInterrupt."""
+
+
+@contextlib.contextmanager
+def interruptible(caught: list[str]) -> Iterator[None]:
+    """SIGTERM stops the sweep the way Ctrl-C does (its name is appended to ``caught``:
+    Ray may turn the exception into a bare KeyboardInterrupt), and Tune leaves Ctrl-C to
+    the sweep (its own handler would end the grid quietly and let the sweep go on).
+    Entered after Ray is connected: ``ray.init`` installs a SIGTERM handler of its own."""
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        caught.append(signal.Signals(signum).name)
+        raise SweepInterrupted(f"stopped by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def real_data(config: SweepConfig, store: Store) -> RealData:
+    """The real dataset's splits in the store. A reused split is checked shard by shard and
+    made again when broken; one sweep at a time makes them, others wait and reuse."""
+    key = layout.content_key(dataset_spec(config.dataset))
+    folders = [layout.dataset_split(key, split) for split in ("train", "val")]
+    for folder in folders:
+        repair_shard_set(ShardSet(store, folder))
+    with Lease.acquire_or_wait(store, f"datasets/{key}", done=lambda: all(store.exists(f, MANIFEST) for f in folders)):
+        return materialize(config.dataset, store, config.sampler.shard_size)
 
 
 def prepare(config: SweepConfig, address: str | None) -> tuple[Store, RealData]:
@@ -22,35 +70,112 @@ def prepare(config: SweepConfig, address: str | None) -> tuple[Store, RealData]:
     store = Store.open(config.store)
     connect(address)
     check_store_reach(store)
-    return store, materialize(config.dataset, store, config.sampler.shard_size)
+    return store, real_data(config, store)
+
+
+def finished_results(cells: list[plan.Cell], real: RealData, store: Store, recipe: Any,
+                     reason: str) -> list[dict[str, Any]]:
+    """Each cell's trial result where one is in the store, else an error saying why it is missing."""
+    out = []
+    for cell in cells:
+        folder = layout.trial(cell.trial_key(real, recipe))
+        try:
+            out.append(store.read_json(folder, layout.TRIAL_RESULT))
+        except (FileNotFoundError, ValueError):
+            out.append({"error": f"not finished: {reason}"})
+    return out
 
 
 def run_sweep(config: SweepConfig, address: str | None = None, config_text: str | None = None,
-              source: str = "config") -> tuple[str, list[dict[str, Any]]]:
+              source: str = "config", store_field: str = "store") -> tuple[str, list[dict[str, Any]]]:
     """Run a whole sweep; returns the URI of the run folder holding results and report, and the records.
 
-    ``source`` names the config file in error messages."""
+    ``source`` names the config file and ``store_field`` where its store came from
+    (``store`` or ``--store``) in error messages."""
     from harness.classify.grid import run_trials
+    from harness.cost import plan_lines
     from harness.metrics.sets import measure
-    from harness.report import write_report
+    from harness.preflight import preflight
     from harness.report.records import RunContext, make_record
+    from harness.report.runs import StageTimer, describe_run, run_info, stage_table, store_keys, write_report
     from harness.sample import run_sampling
 
-    started = time.monotonic()
-    recipe = plan.check(config, source)
-    store, real = prepare(config, address)
-    run_folder = layout.run(config.name)
+    timer = StageTimer()
+    with timer.stage("check"):
+        recipe = preflight(config, source, store_field)
+        status("\n".join(plan_lines(config, source)))
+    store = Store.open(config.store)
+    for run in killed_runs(store):
+        status(f"[runs] {run.folder}: its sweep was killed at stage {run.stage}; marked incomplete")
+    run_folder, lease = start_run(store, layout.run(config.name))
     if config_text is not None:
         store.write_text(config_text, run_folder, "config.yaml")
-    cells = plan.plan_cells(config, real)
-    sampling = run_sampling(plan.sample_sets(cells), real, store, config.sampler)
-    trainable = [c for c in cells if not c.sampling_error(sampling.failed)]
-    trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
-    results = [next(trained) if c in trainable else {"error": c.sampling_error(sampling.failed)} for c in cells]
-    metrics = measure(config, real, store, cells, results, recipe)
-    context = RunContext(dataset=real.key, recipe_name=config.classifier.recipe, recipe=recipe,
-                         test_split=cas_split_name(config.dataset))
-    records = [make_record(c, r, metrics.get(c.sample_set.folder if c.sample_set else real.val.folder, {}),
-                           context).to_dict() for c, r in zip(cells, results, strict=True)]
-    write_report(store, run_folder, records, real, elapsed=time.monotonic() - started)
-    return store.path(run_folder), records
+    stage, real, cells, results, metrics = "prepare", None, [], None, {}
+    sampling_failed: dict[str, str] = {}
+    caught: list[str] = []
+
+    def records(reason: str | None) -> list[dict[str, Any]]:
+        assert real is not None
+        done = results if results is not None else finished_results(cells, real, store, recipe, reason or "")
+        context = RunContext(dataset=real.key, recipe_name=config.classifier.recipe, recipe=recipe,
+                             test_split=cas_split_name(config.dataset))
+        return [make_record(c, {"error": c.sampling_error(sampling_failed)} if c.sampling_error(sampling_failed) else r,
+                            metrics.get(c.sample_set.folder if c.sample_set else real.val.folder, {}),
+                            context).to_dict() for c, r in zip(cells, done, strict=True)]
+
+    def report(reason: str | None) -> list[dict[str, Any]]:
+        done = records(reason)
+        info = describe_run(run_info(store, run_folder, config, real), store, done, config, config_text or "",
+                            store_keys(real, cells, recipe), timer.seconds)
+        with timer.stage("report"):
+            write_report(store, run_folder, done, info)
+        return done
+
+    def enter(name: str) -> Any:
+        nonlocal stage
+        stage = name
+        set_stage(store, run_folder, name)
+        return timer.stage(name)
+
+    try:
+        with enter("prepare"):
+            connect(address)
+        with interruptible(caught):
+            with timer.stage("prepare"):
+                check_store_reach(store)
+                real = real_data(config, store)
+                cells = plan.plan_cells(config, real)
+            with enter("sample"):
+                sampling_failed = run_sampling(plan.sample_sets(cells), real, store, config.sampler).failed
+            with enter("train"):
+                trainable = [c for c in cells if not c.sampling_error(sampling_failed)]
+                trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
+                results = [next(trained) if c in trainable else {} for c in cells]
+            with enter("features"):
+                metrics = measure(config, real, store, cells, results, recipe)
+            stage = "report"
+            set_stage(store, run_folder, stage)
+            earlier = read_state(store, run_folder)
+            done = report(None)
+            finish_run(store, run_folder, lease, earlier=earlier, stage_seconds=timer.seconds)
+            status("\n".join(["", *stage_table(timer.seconds)]))
+            status(f"sweep finished in {format_seconds(sum(timer.seconds.values()))}; results, report and config in:")
+            return store.path(run_folder), done
+    except BaseException as err:
+        if caught:
+            reason = f"the sweep was stopped by {caught[0]} during {stage}"
+        elif isinstance(err, KeyboardInterrupt | SystemExit):
+            reason = f"the sweep was interrupted during {stage}"
+        else:
+            reason = f"the sweep was stopped by an error during {stage} ({type(err).__name__}: {err})"
+        status(f"[sweep] {reason}; writing what finished to {store.path(run_folder)}")
+        earlier = read_state(store, run_folder)
+        try:
+            if real is not None and stage != "report":
+                report(reason)
+        finally:
+            finish_run(store, run_folder, lease, stage=stage, reason=reason, earlier=earlier,
+                       stage_seconds=timer.seconds)
+        if caught and not isinstance(err, SweepInterrupted):
+            raise SweepInterrupted(reason) from err
+        raise

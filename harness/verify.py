@@ -18,9 +18,11 @@ import hashlib
 import io
 import json
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO
 
+from harness.progress import status
 from harness.shards import MANIFEST, ShardSet
 from harness.store import Store, sha256_bytes
 
@@ -29,6 +31,7 @@ SIDECAR = ".sha256"
 SHARD_SET_ROOTS = ("datasets", "samples")
 FILE_ROOTS = ("features", "trials", "generators")
 _CHUNK = 1 << 22
+VERIFY_THREADS = 8
 
 
 class CorruptArtefact(RuntimeError):
@@ -63,6 +66,38 @@ def write_checked(store: Store, data: bytes, *parts: str) -> str:
     store.write_text(text, *folder, name + SIDECAR)
     store.write_bytes(data, *folder, name)
     return text.split()[0]
+
+
+def seal(store: Store, *parts: str) -> str:
+    """Write the sidecar of a file already in the store (written by code that does not use
+    ``write_checked``, such as a Ray Train worker); its SHA-256."""
+    *folder, name = "/".join(parts).split("/")
+    text = sidecar_text(store.read_bytes(*parts), name)
+    store.write_text(text, *folder, name + SIDECAR)
+    return text.split()[0]
+
+
+def remove_checked(store: Store, *parts: str) -> None:
+    """Remove a file and its sidecar (either may be missing)."""
+    *folder, name = "/".join(parts).split("/")
+    for path in (store._fs_path(*parts), store._fs_path(*folder, name + SIDECAR)):
+        try:
+            store.fs.rm(path)
+        except FileNotFoundError:
+            pass
+
+
+def read_trusted(store: Store, *parts: str) -> bytes | None:
+    """A file's bytes when it is present and matches its checksum; None when it is absent,
+    or when it is broken: then it is removed with one warning line, to be made again."""
+    try:
+        return read_checked(store, *parts)
+    except FileNotFoundError:
+        return None
+    except CorruptArtefact as err:
+        remove_checked(store, *parts)
+        status(f"[repair] {err.uri}: {err.reason}; removed, it is made again")
+        return None
 
 
 def _expected_sha256(store: Store, *parts: str) -> str | None:
@@ -144,23 +179,41 @@ def verify_shard_set(shards: ShardSet) -> list[Problem]:
     except (KeyError, TypeError, ValueError) as err:
         return [problem(MANIFEST, f"does not list shards as name, bytes and sha256 ({type(err).__name__}: {err})")]
     fs = store.fs
-    problems = []
-    for name, size, expected in listed:
+
+    def check(name: str, size: int, expected: str) -> Problem | None:
         path = store._fs_path(folder, name)
         try:
             actual_size = int(fs.size(path))
         except FileNotFoundError:
-            problems.append(problem(name, "missing"))
-            continue
+            return problem(name, "missing")
         if actual_size != size:
-            problems.append(problem(name, f"{actual_size} bytes, the manifest says {size} (truncated or replaced)"))
-            continue
+            return problem(name, f"{actual_size} bytes, the manifest says {size} (truncated or replaced)")
         with fs.open(path, "rb") as f:
             actual = _sha256_of(f)
         if actual != expected:
-            problems.append(problem(name, f"SHA-256 {actual[:12]}… differs from {expected[:12]}… in the manifest "
-                                          f"(bytes changed in place, size kept)"))
-    return problems
+            return problem(name, f"SHA-256 {actual[:12]}… differs from {expected[:12]}… in the manifest "
+                                 f"(bytes changed in place, size kept)")
+        return None
+
+    with ThreadPoolExecutor(VERIFY_THREADS) as pool:  # hashing and reads release the GIL
+        return [p for p in pool.map(lambda e: check(*e), listed) if p is not None]
+
+
+def repair_shard_set(shards: ShardSet) -> bool:
+    """True when the set is complete and every shard matches its manifest. A broken set
+    gets one warning line per broken file, which is removed together with the manifest,
+    so the set is made again (samplers redo only the removed shards); False then, and
+    False for a set without a manifest (never finished)."""
+    store = shards.store
+    if not store.exists(shards.folder, MANIFEST):
+        return False
+    problems = verify_shard_set(shards)
+    for p in problems:
+        status(f"[repair] {store.path(p.path)}: {p.reason}; it is made again")
+        remove_checked(store, p.path)
+    if problems:
+        remove_checked(store, shards.folder, MANIFEST)
+    return not problems
 
 
 def _artefact(rel: str) -> str:

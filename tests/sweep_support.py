@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness.config import SweepConfig, load_config
+from harness.config import SweepConfig
+from harness.config_file import load_config
 from harness.shards import ShardSet
 from harness.store import Store
 

@@ -8,7 +8,8 @@ import pytest
 
 from harness import plan
 from harness.classify.recipes import resolve_recipe
-from harness.config import ConfigError, load_config
+from harness.config import ConfigError
+from harness.config_file import load_config
 from harness.registry import RECIPES
 from tests.conftest import write_config
 
@@ -118,3 +119,50 @@ def test_paper_recipes_follow_the_paper() -> None:
     assert learning_rate(imagenet, 45) == pytest.approx(imagenet.lr * 0.1)
     assert learning_rate(imagenet, 85) == pytest.approx(imagenet.lr * 0.001)
     assert learning_rate(cifar, 136) == pytest.approx(cifar.lr * 0.01)
+
+
+@pytest.mark.parametrize(("metrics", "expected"), [
+    ("{extractors: [inception, dinov2]}", ("inception", "dinov2")),
+    ("{extractors: dinov2}", ("dinov2",)),
+    ("{extractors: none}", "none"),
+    ("{}", "auto"),
+])
+def test_metrics_extractors(tmp_path: Path, metrics: str, expected: object) -> None:
+    config = load_config(write_config(tmp_path / "m.yaml", BASE + f"metrics: {metrics}\n"))
+    extractors = config.metrics.extractors
+    assert (tuple(extractors) if isinstance(extractors, list) else extractors) == expected
+    assert config.metrics.num_samples == 50_000 and config.metrics.max_samples == 10_000
+
+
+@pytest.mark.parametrize(("metrics", "expected"), [
+    ("{extractors: [inception, clip]}", "metrics.extractors: expected one of inception, domain, dinov2 (given: "
+                                        "['inception', 'clip'])"),
+    ("{extractors: []}", "list at least one extractor, or write 'none'"),
+    ("{extractors: [dinov2, dinov2]}", "extractors must be unique"),
+    ("{dinov2_architecture: {depth: 2}}", "dinov2_architecture changes the network's size, so it needs "
+                                          "dinov2_weights: random"),
+    ("{dinov2_weights: random, dinov2_architecture: {layers: 2}}",
+     "metrics: dinov2_architecture: settings ['depth', 'embed_dim', 'num_heads'] in [1, 4096] only; got {'layers': 2}"),
+    ("{dinov2_weights: random, dinov2_architecture: {depth: 0}}", "in [1, 4096] only; got {'depth': 0}"),
+    ("{num_samples: 5}", "metrics.num_samples: Input should be greater than or equal to 10"),
+])
+def test_metrics_errors(tmp_path: Path, metrics: str, expected: str) -> None:
+    path = write_config(tmp_path / "m.yaml", BASE + f"metrics: {metrics}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_domain_features_need_a_real_generator(tmp_path: Path) -> None:
+    text = BASE.replace("  - {name: real, kind: real}\n", "") + "metrics: {extractors: [domain]}\n"
+    with pytest.raises(ConfigError, match="'domain' uses the classifier trained on real data"):
+        load_config(write_config(tmp_path / "d.yaml", text))
+
+
+def test_imagenet256_dit_is_the_issue_grid() -> None:
+    config = load_config(ROOT / "configs" / "imagenet256-dit.yaml")
+    dit = next(g for g in config.generators if g.kind == "diffusers")
+    assert dit.params["model"] == "facebook/DiT-XL-2-256" and config.classifier.recipe == "paper-imagenet"
+    assert dit.sweep == {"guidance_scale": [1.0, 1.5, 2.0, 3.0, 4.0]}
+    assert [k["guidance_scale"] for k in dit.knob_grid()] == [1.0, 1.5, 2.0, 3.0, 4.0]
+    assert config.metrics.extractors == ["inception", "dinov2"] and config.metrics.num_samples == 50_000

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from harness.cli import main
-from harness.config import MAX_VALUES, ConfigError, SweepConfig, load_config
+from harness.config import ConfigError, SweepConfig
+from harness.config_file import MAX_VALUES, load_config
 from harness.store import spec_key
 
 GOOD: dict[str, Any] = {
@@ -31,8 +32,8 @@ GOOD: dict[str, Any] = {
                    "cpus_per_worker": 1, "resources_per_worker": {}},
     "seeds": [0, 1], "augmentation_ratios": [0.5],
     "sampler": {"num_actors": 1, "num_cpus": 1, "num_gpus": 0, "resources": {}, "batch_size": 64, "shard_size": 100},
-    "metrics": {"feature_extractor": "domain", "inception_weights": None, "batch_size": 50, "max_samples": 100,
-                "num_gpus": 0, "num_actors": 1},
+    "metrics": {"extractors": ["domain"], "inception_weights": None, "dinov2_weights": None, "dinov2_architecture": {},
+                "num_samples": 1000, "max_samples": 100, "seed": 0, "batch_size": 50, "num_gpus": 0, "num_actors": 1},
     "max_concurrent_trials": 2,
 }
 

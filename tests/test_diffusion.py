@@ -11,6 +11,7 @@ import torch
 from harness.config import GeneratorConfig
 from harness.generators import GeneratorError
 from harness.generators.diffusion import KNOBS, DiffusersGenerator, build
+from tests.diffusion_support import save_tiny_dit
 
 LATENT = 4  # latent side; the two-block VAE doubles it
 IMAGE = 2 * LATENT
@@ -24,23 +25,7 @@ class FakeReal:
 
 @pytest.fixture(scope="module")
 def tiny_dit(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer DiT with 1,000 classes (DiT's guidance feeds the null class 1000) and a small VAE."""
-    from diffusers import AutoencoderKL, DDIMScheduler, DiTPipeline, DiTTransformer2DModel
-
-    torch.manual_seed(0)
-    transformer = DiTTransformer2DModel(
-        sample_size=LATENT, patch_size=2, in_channels=4, out_channels=8, num_layers=2, num_attention_heads=2,
-        attention_head_dim=8, num_embeds_ada_norm=1000, norm_num_groups=4)
-    with torch.no_grad():  # DiT zero-initialises its output layers, which would make every sample the same
-        for param in transformer.parameters():
-            if not param.any():
-                param.normal_(0, 0.2)
-    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
-                        sample_size=IMAGE)
-    folder = tmp_path_factory.mktemp("tiny-dit")
-    DiTPipeline(transformer=transformer, vae=vae, scheduler=DDIMScheduler()).save_pretrained(folder)
-    return folder
+    return save_tiny_dit(tmp_path_factory.mktemp("tiny-dit"), LATENT)
 
 
 def spec(folder: Path, **params: object) -> GeneratorConfig:
@@ -109,11 +94,13 @@ def test_missing_model_folder_names_the_generator(tmp_path: Path) -> None:
         build(spec(tmp_path / "absent", device="cpu"), FakeReal(), None)
 
 
-def test_the_documented_plugin_runs() -> None:
-    text = (Path(__file__).parents[1] / "docs" / "GENERATORS.md").read_text()
-    code = text.split("## A complete plugin")[1].split("```python\n")[1].split("```")[0]
+@pytest.mark.parametrize(("document", "section"), [("docs/GENERATORS.md", "## A complete plugin"),
+                                                  ("README.md", "### Sampling knobs")])
+def test_the_documented_plugin_runs(document: str, section: str) -> None:
+    text = (Path(__file__).parents[1] / document).read_text()
+    code = text.split(section)[1].split("```python\n")[1].split("```")[0]
     namespace: dict = {}
-    exec(compile(code, "docs/GENERATORS.md", "exec"), namespace)
+    exec(compile(code, document, "exec"), namespace)
     gen = namespace["GuidedColours"](num_classes=10, image_size=8)
     assert [k.name for k in gen.knobs] == ["guidance_scale", "temperature"]
     labels = torch.arange(10)

@@ -4,6 +4,8 @@ Nothing is downloaded: networks use ``weights="random"`` (deterministic) or file
 written here.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 import pytorch_fid.inception
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 
 from harness.metrics import FeatureStats, InceptionExtractor, exact_float32, extract, inception_score
 from harness.metrics import inception as inc
+from harness.metrics.weights import sha256_of
 
 
 @pytest.fixture(autouse=True)
@@ -158,12 +161,12 @@ def test_extraction_is_batch_size_independent(smooth_images):
     """Batch sizes 64 (one batch of all 16 images), 7 (a ragged last batch) and 1."""
     extractor = InceptionExtractor("random")
     runs = {bs: extract(smooth_images, extractor, batch_size=bs) for bs in (64, 7, 1)}
-    features, logits = runs[64]
+    features, logits = runs[64]["features"], runs[64]["logits"]
     assert features.shape == (16, 2048) and logits.shape == (16, 1008)
     fid = FeatureStats.from_features(features[:8]).fid(FeatureStats.from_features(features[8:]))
     assert fid > 1e-3
     for bs in (7, 1):
-        other_features, other_logits = runs[bs]
+        other_features, other_logits = runs[bs]["features"], runs[bs]["logits"]
         assert np.abs(other_features - features).max() <= 1e-5 * np.abs(features).max()
         assert np.abs(other_logits - logits).max() <= 1e-5 * np.abs(logits).max()
         other_fid = FeatureStats.from_features(other_features[:8]).fid(
@@ -175,7 +178,9 @@ def test_extraction_is_batch_size_independent(smooth_images):
 def test_extractor_constants():
     assert InceptionExtractor.name == inc.FEATURE_EXTRACTOR == "fid-inception-v3-tf-2015-12-05"
     assert "TF1 bilinear" in InceptionExtractor.preprocessing and "(x - 128) / 128" in inc.PREPROCESSING
-    assert inc.WEIGHTS_SHA256.startswith(inc.WEIGHTS_FILENAME.rsplit("-", 1)[1].removesuffix(".pth"))
+    assert inc.WEIGHTS.sha256.startswith(inc.WEIGHTS.filename.rsplit("-", 1)[1].removesuffix(".pth"))
+    assert InceptionExtractor.provides == ("features", "logits")
+    assert InceptionExtractor.weights_sha256 == inc.WEIGHTS.sha256
 
 
 def test_exact_float32_scopes_tf32_switches():
@@ -200,44 +205,49 @@ def random_weights_file(tmp_path_factory, random_net):
     return path
 
 
+def trust(monkeypatch, path):
+    """Pin the Inception weights to the file at ``path`` for this test."""
+    monkeypatch.setattr(inc, "WEIGHTS", dataclasses.replace(inc.WEIGHTS, sha256=sha256_of(path)))
+
+
 def test_weights_file_with_wrong_checksum_is_rejected(monkeypatch, tmp_path, random_weights_file):
-    monkeypatch.delenv(inc.WEIGHTS_ENV, raising=False)
-    with pytest.raises(ValueError, match=f"random_inception.pth has SHA-256 .* expected {inc.WEIGHTS_SHA256}"):
+    monkeypatch.delenv(inc.WEIGHTS.env, raising=False)
+    with pytest.raises(ValueError, match=f"random_inception.pth has SHA-256 .* expected {inc.WEIGHTS.sha256}"):
         inc.fid_inception_v3(random_weights_file)
-    monkeypatch.setenv(inc.WEIGHTS_ENV, str(tmp_path / "absent.pth"))
-    with pytest.raises(FileNotFoundError, match=r"absent.pth \(from the \$CAS_INCEPTION_WEIGHTS\)"):
+    monkeypatch.setenv(inc.WEIGHTS.env, str(tmp_path / "absent.pth"))
+    with pytest.raises(FileNotFoundError, match=r"Inception weights .*absent.pth \(from the \$CAS_INCEPTION_WEIGHTS"):
         inc.fid_inception_v3()
-    monkeypatch.delenv(inc.WEIGHTS_ENV)
-    cached = tmp_path / inc.WEIGHTS_FILENAME
+    monkeypatch.delenv(inc.WEIGHTS.env)
+    cached = tmp_path / inc.WEIGHTS.filename
     cached.write_bytes(b"truncated download")
     with pytest.raises(ValueError, match="delete or replace the file"):
         inc.fid_inception_v3(cache_dir=tmp_path)
 
 
 def test_weights_file_with_matching_checksum_loads(monkeypatch, tmp_path, random_net, random_weights_file):
-    monkeypatch.setattr(inc, "WEIGHTS_SHA256", inc.sha256_of(random_weights_file))
-    monkeypatch.setenv(inc.WEIGHTS_ENV, str(random_weights_file))
+    trust(monkeypatch, random_weights_file)
+    monkeypatch.setenv(inc.WEIGHTS.env, str(random_weights_file))
     loaded = inc.fid_inception_v3()
     for (name, a), b in zip(random_net.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    monkeypatch.delenv(inc.WEIGHTS_ENV)
-    cached = tmp_path / inc.WEIGHTS_FILENAME
+    monkeypatch.delenv(inc.WEIGHTS.env)
+    cached = tmp_path / inc.WEIGHTS.filename
     cached.write_bytes(random_weights_file.read_bytes())
     assert torch.equal(inc.fid_inception_v3(cache_dir=tmp_path).fc.weight, random_net.fc.weight)
 
 
 def test_download_into_cache_is_verified(monkeypatch, tmp_path, random_net, random_weights_file):
     """The download path, fed from a file:// URL instead of the network."""
-    monkeypatch.delenv(inc.WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(inc, "WEIGHTS_URL", random_weights_file.as_uri())
+    monkeypatch.delenv(inc.WEIGHTS.env, raising=False)
+    monkeypatch.setattr(inc, "WEIGHTS", dataclasses.replace(inc.WEIGHTS, url=random_weights_file.as_uri()))
     with pytest.raises(ValueError, match="has SHA-256"):
         inc.fid_inception_v3(cache_dir=tmp_path / "cache")
-    assert not (tmp_path / "cache" / inc.WEIGHTS_FILENAME).exists()
-    monkeypatch.setattr(inc, "WEIGHTS_SHA256", inc.sha256_of(random_weights_file))
+    assert not (tmp_path / "cache" / inc.WEIGHTS.filename).exists()
+    trust(monkeypatch, random_weights_file)
     net = inc.fid_inception_v3(cache_dir=tmp_path / "cache")
-    assert (tmp_path / "cache" / inc.WEIGHTS_FILENAME).is_file()
+    assert (tmp_path / "cache" / inc.WEIGHTS.filename).is_file()
     assert torch.equal(net.fc.weight, random_net.fc.weight)
-    monkeypatch.setattr(inc, "WEIGHTS_URL", (tmp_path / "missing.pth").as_uri())
+    monkeypatch.setattr(inc, "WEIGHTS", dataclasses.replace(inc.WEIGHTS, url=(tmp_path / "missing.pth").as_uri()))
     with pytest.raises(OSError, match=r"on an offline machine set \$CAS_INCEPTION_WEIGHTS"):
         inc.fid_inception_v3(cache_dir=tmp_path / "elsewhere")
 
@@ -249,7 +259,7 @@ def test_malformed_weights_files_are_rejected(monkeypatch, tmp_path, random_net)
             path.write_bytes(payload)
         else:
             torch.save(payload, path)
-        monkeypatch.setattr(inc, "WEIGHTS_SHA256", inc.sha256_of(path))
+        trust(monkeypatch, path)
         return path
 
     with pytest.raises(ValueError, match="garbage.pth is not a loadable PyTorch file"):

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "harness"
-MAX_LINES = 400
+MAX_LINES = 420  # "about 400": a module past it has more than one job
 
 
 def _module_name(path: Path) -> str:

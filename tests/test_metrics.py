@@ -339,7 +339,8 @@ def test_domain_extractor_is_batch_size_independent(digits_uint8):
     net = TinyDigitsNet().eval()
     extractor = DomainExtractor(net.features, net.head, lambda x: x.float() / 255, name="tiny")
     runs = {bs: extract(digits_uint8, extractor, batch_size=bs) for bs in (1, 7, 64)}
-    features, logits = runs[64]
+    assert set(runs[64]) == set(DomainExtractor.provides) == {"features", "logits"}
+    features, logits = runs[64]["features"], runs[64]["logits"]
     assert features.shape == (200, 32) and logits.shape == (200, 10)
     assert features.dtype == np.float64
     with torch.no_grad():
@@ -348,9 +349,9 @@ def test_domain_extractor_is_batch_size_independent(digits_uint8):
     reference = FeatureStats.from_features(features[:100])
     fids = []
     for bs in (1, 7):
-        np.testing.assert_allclose(runs[bs][0], features, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(runs[bs][1], logits, rtol=1e-5, atol=1e-6)
-        fids.append(FeatureStats.from_features(runs[bs][0][100:]).fid(reference))
+        np.testing.assert_allclose(runs[bs]["features"], features, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(runs[bs]["logits"], logits, rtol=1e-5, atol=1e-6)
+        fids.append(FeatureStats.from_features(runs[bs]["features"][100:]).fid(reference))
     assert fids == pytest.approx([FeatureStats.from_features(features[100:]).fid(reference)] * 2, rel=1e-5)
 
 
@@ -365,4 +366,9 @@ def test_extract_rejects_training_mode_and_bad_input(digits_uint8):
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         extract(digits_uint8, extractor, batch_size=0)
     with pytest.raises(ValueError, match=r"expected \(5, dim\)"):
-        extract(digits_uint8[:5], lambda x: (x.float(), x.float().flatten(1)))
+        extract(digits_uint8[:5], lambda x: {"features": x.float()})
+    with pytest.raises(ValueError, match="expected a dict of named outputs"):
+        extract(digits_uint8[:5], lambda x: (x.float().flatten(1), x.float().flatten(1)))
+    changing = iter([{"features": torch.zeros(2, 3)}, {"logits": torch.zeros(2, 3)}])
+    with pytest.raises(ValueError, match=r"expected a dict of named outputs \['features'\] for every batch"):
+        extract(digits_uint8[:4], lambda x: next(changing), batch_size=2)

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from harness.classify.recipes import DIGITS_SMALL
-from harness.config import ConfigError, parse_config
+from harness.config import ConfigError
+from harness.config_file import parse_config
 from harness.data import RealData
 from harness.generators import GeneratorError
 from harness.generators import class_order as class_order_module

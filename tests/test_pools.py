@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.config import ConfigError, GeneratorConfig, parse_config
+from harness.config import ConfigError, GeneratorConfig
+from harness.config_file import parse_config
 from harness.data.readers import open_npz_batch
 from harness.generators import GeneratorError, build_generator, check_samples
 from harness.generators.pools import PoolGenerator, class_positions

@@ -47,10 +47,17 @@ def test_reduced_quickstart_end_to_end_and_resume(ray_local, tmp_path: Path, cap
         assert 0 <= r["top1"] <= r["top5"] <= 1 and len(r["per_class_accuracy"]) == 10 and r["recipe"] == "digits-small"
     assert ok[("real", "real", None)]["top1"] > 0.9
     for r in ok.values():  # domain features for 8×8 digits: the real-data classifier's penultimate layer
-        assert r["feature_extractor"].startswith("domain-resnet-tiny-") and "x / 127.5 - 1" in r["preprocessing"]
-        assert r["fid"] >= 0 and r["is_mean"] >= 1 and 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
+        assert r["feature_extractors"] == ["domain"] and r["is_extractor"] == "domain"
+        assert r["extractor_names"]["domain"].startswith("domain-resnet-tiny-")
+        assert "x / 127.5 - 1" in r["preprocessing"]["domain"] and len(r["extractor_weights"]["domain"]) == 64
+        assert r["fd_domain"] >= 0 and r["is_mean"] >= 1 and 0 <= r["precision_domain"] <= 1
+        assert 0 <= r["recall_domain"] <= 1 and r["kid_domain_std"] >= 0
+        # IS/FD on every row of these sets (fewer than the 50,000 of FID-50K), KID/P-R on up to 10,000
+        assert r["metrics_below_num_samples"] and r["metrics_num_samples_requested"] == 50_000
+    assert ok[("real", "real", None)]["metrics_num_samples"] == 360 == ok[("real", "real", None)]["n_val"]
+    assert ok[("cvae", "cas", 1.0)]["metrics_num_samples"] == 1437
     # NAS cells share their sample set's metrics with the CAS cell.
-    assert ok[("cvae", "nas", 0.2)]["fid"] == ok[("cvae", "cas", 0.2)]["fid"]
+    assert ok[("cvae", "nas", 0.2)]["fd_domain"] == ok[("cvae", "cas", 0.2)]["fd_domain"]
     assert ok[("cvae", "cas", 1.0)]["n_train"] == 1437
     counts = (142, 146, 142, 146, 145, 145, 145, 143, 139, 144)  # the digits train split's histogram
     assert ok[("cvae", "nas", 1.0)]["n_train"] == 1437 + sum(round(0.5 * c) for c in counts)  # real + 0.5·|real|
@@ -64,7 +71,7 @@ def test_reduced_quickstart_end_to_end_and_resume(ray_local, tmp_path: Path, cap
     for name in ("report.md", "report.html", "config.yaml", "run.json"):
         assert (run / name).stat().st_size > 0
     report = (run / "report.md").read_text()
-    assert "| cvae | 0.2 | CAS (samples only) |" in report and "domain-resnet-tiny-" in report
+    assert "| cvae | 0.2 | samples (CAS) |" in report and "domain-resnet-tiny-" in report
     assert "τ" in out and "FID" in out  # the CAS table is the only thing on stdout besides the run folder
     assert "[train" not in out and "Configuration for experiment" not in out
 

@@ -74,7 +74,7 @@ CASES: list[tuple[str, Callable[[Path], None], str, str, str]] = [
     ("samples/s0/shard-00001.npz", overwrite8, "samples/s0", "samples/s0/shard-00001.npz", "size kept"),
     ("samples/s0/shard-00000.npz", truncate, "samples/s0", "samples/s0/shard-00000.npz", "truncated"),
     ("samples/s0/shard-00000.npz", Path.unlink, "samples/s0", "samples/s0/shard-00000.npz", "missing"),
-    ("samples/s0/manifest.json", garbage, "samples/s0", "samples/s0/manifest.json", "not valid JSON"),
+    ("samples/s0/manifest.json", garbage, "samples/s0", "samples/s0/manifest.json", "differs from"),
     ("datasets/d0/val/shard-00000.npz", overwrite8, "datasets/d0/val", "datasets/d0/val/shard-00000.npz",
      "SHA-256"),
     ("features/f0.npz", overwrite8, "features/f0.npz", "features/f0.npz", "differs from"),

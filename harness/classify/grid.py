@@ -1,12 +1,18 @@
 """The Tune grid: one trial per grid cell, each training and testing one classifier.
 
-A cell whose result is already in the store is not trained again, so an interrupted sweep
-resumes where it stopped. Each trial writes its result (and, for cells trained on real
-data, the model the domain extractor uses) under the cell's trial key.
+A cell whose result is already in the store (and matches its checksum, as does its model)
+is not trained again, so an interrupted sweep resumes where it stopped. Each trial writes
+its result (and, for cells trained on real data, the model the domain extractor uses)
+under the cell's trial key, with checksums. A sweep takes a lease on each trial it runs,
+so a concurrent sweep of the same store waits for it and reuses the result. A trial that
+runs past ``classifier.trial_timeout_s`` is stopped and its cell fails.
 """
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from typing import Any
 
 from ray import tune
@@ -17,73 +23,168 @@ from harness.classify.recipes import Recipe
 from harness.classify.train import TrainTask, train_classifier
 from harness.config import SweepConfig
 from harness.data import RealData
+from harness.lease import in_turns
 from harness.plan import Cell
-from harness.progress import Progress, status
+from harness.progress import Progress, format_seconds, status
 from harness.ray_env import error_text, max_concurrent_trials, trial_resources
 from harness.store import Store
+from harness.verify import read_trusted, remove_checked, seal, write_checked
+
+#: How often the grid says which trials are still training.
+HEARTBEAT_S = 30.0
+
+
+class TrialTimeout(RuntimeError):
+    """A trial still training after ``classifier.trial_timeout_s``."""
+
+
+def _within(seconds: float | None, label: str, work: Any) -> Any:
+    """``work()``, or TrialTimeout once it has run ``seconds``; the trial's process, stopped
+    by Tune when the trial fails, ends the work left behind."""
+    if seconds is None:
+        return work()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as err:  # noqa: BLE001 - handed to the trial's thread below
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run, name="trial", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TrialTimeout(f"trial {label!r} was still training after {format_seconds(seconds)} "
+                           f"(classifier.trial_timeout_s = {seconds:g}); stopped")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def _trial(params: dict[str, Any]) -> None:
     """One Tune trial: train and test one cell's classifier, keep the result in the store."""
     params = params["cell"]
     task: TrainTask = params["task"]
-    result = train_classifier(task, params["num_workers"], params["cpus_per_worker"], params["storage_path"],
-                              params["resources_per_worker"])
-    Store(task.store).write_json(result, params["result_path"], layout.TRIAL_RESULT)
+    result = _within(params["timeout_s"], task.label,
+                     lambda: train_classifier(task, params["num_workers"], params["cpus_per_worker"],
+                                              params["storage_path"], params["resources_per_worker"]))
+    store = Store(task.store)
+    if result.get("model"):
+        seal(store, result["model"])
+    write_checked(store, json.dumps(result, indent=2, sort_keys=True).encode(), params["result_path"],
+                  layout.TRIAL_RESULT)
     tune.report({"top1": result["top1"], "top5": result["top5"]})
 
 
 class TrialProgress(Callback):
-    """Prints trials done of total, rate, time left, and each trial's Top-1 as it lands."""
+    """Prints trials done of total, rate, time left, and each trial's Top-1 as it lands;
+    every ``HEARTBEAT_S`` seconds without news, which trials are training and for how long."""
 
     def __init__(self, total: int) -> None:
         self.progress = Progress("train", total=total, unit="trials", interval=0)
+        self.last = time.monotonic()
+        self.started: dict[str, float] = {}
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started[trial.trial_id] = time.monotonic()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < HEARTBEAT_S:
+            return
+        self.last = now
+        running = [f"{t.config['cell']['task'].label} ({format_seconds(now - self.started[t.trial_id])})"
+                   for t in trials if t.trial_id in self.started and t.status == "RUNNING"]
+        status(self.progress.line(note="training " + ", ".join(running) if running else "waiting for resources"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.last = time.monotonic()
         top1 = trial.last_result.get("top1", float("nan"))
         self.progress.advance(note=f"{trial.config['cell']['task'].label}: top1 {top1:.3f}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.last = time.monotonic()
         self.progress.advance(note=f"{trial.config['cell']['task'].label}: FAILED")
+
+
+def stored_result(store: Store, folder: str) -> dict[str, Any] | None:
+    """A trial's result when it and its model (if it kept one) are whole; a broken one is
+    removed, with a warning line, so the trial runs again."""
+    data = read_trusted(store, folder, layout.TRIAL_RESULT)
+    if data is None:
+        return None
+    result = json.loads(data)
+    if result.get("model") and read_trusted(store, result["model"]) is None:
+        status(f"[repair] {store.path(folder)}: its model is missing or broken; the trial runs again")
+        remove_checked(store, folder, layout.TRIAL_RESULT)
+        return None
+    return result
 
 
 def run_trials(cells: list[Cell], real: RealData, store: Store, config: SweepConfig, run_folder: str,
                recipe: Recipe) -> list[dict[str, Any]]:
-    """Train every cell not yet in the store, through one Tune grid; results in cell order.
+    """Train every cell not yet in the store, through Tune grids; results in cell order.
 
     A result holds ``model``, the store path of the trained classifier, where one was kept.
     """
-    cls = config.classifier
     results: dict[int, dict[str, Any]] = {}
-    params = []
+    pending: dict[str, list[int]] = {}
     for index, cell in enumerate(cells):
         folder = layout.trial(cell.trial_key(real, recipe))
-        if store.exists(folder, layout.TRIAL_RESULT):
-            results[index] = store.read_json(folder, layout.TRIAL_RESULT)
-            continue
+        result = stored_result(store, folder) if folder not in pending else None
+        if result is None:
+            pending.setdefault(folder, []).append(index)
+        else:
+            results[index] = result
+    status(f"[train] {len(cells)} cells: {len(results)} already trained in the store, "
+           f"{sum(map(len, pending.values()))} to train")
+    fits = 0
+    for owned in in_turns(store, list(pending), done=lambda folder: store.exists(folder, layout.TRIAL_RESULT)):
+        fitted = _fit({folder: cells[pending[folder][0]] for folder in owned}, real, store, config, run_folder,
+                      recipe, fits)
+        fits += 1
+        for folder, result in fitted.items():
+            results.update({index: result for index in pending[folder]})
+    for folder, indices in pending.items():
+        if indices[0] not in results:
+            result = stored_result(store, folder)
+            if result is not None:
+                status(f"[train] {cells[indices[0]].label}: trained by another sweep of this store meanwhile; reused")
+            results.update({i: result or {"error": "the trial's result is missing"} for i in indices})
+    return [results[i] for i in range(len(cells))]
+
+
+def _fit(cells: dict[str, Cell], real: RealData, store: Store, config: SweepConfig, run_folder: str,
+         recipe: Recipe, fits: int) -> dict[str, dict[str, Any]]:
+    """One Tune grid over ``cells`` (trial folder → cell): each folder's result or error."""
+    cls = config.classifier
+    params = []
+    for folder, cell in cells.items():
         model = f"{folder}/{layout.TRIAL_MODEL}" if cell.mode == "real" else None
         task = TrainTask(label=cell.label, store=store.root, sources=cell.sources(real), val_folder=real.val.folder,
                          num_classes=real.num_classes, image_shape=real.image_shape, recipe=cell.train_recipe(recipe),
-                         seed=cell.seed, use_gpu=cls.use_gpu, save_model_to=model)
-        params.append({"task": task, "cell_index": index, "num_workers": cls.num_workers,
+                         seed=cell.seed, use_gpu=cls.use_gpu, save_model_to=model, folder=folder)
+        params.append({"task": task, "num_workers": cls.num_workers, "timeout_s": cls.trial_timeout_s,
                        "cpus_per_worker": cls.cpus_per_worker, "resources_per_worker": cls.resources_per_worker,
                        "result_path": folder, "storage_path": store.path(run_folder, "train")})
-    status(f"[train] {len(cells)} cells: {len(results)} already trained in the store, {len(params)} to train")
-    if not params:
-        return [results[i] for i in range(len(cells))]
     tuner = tune.Tuner(
         tune.with_resources(_trial, trial_resources(cls)),
         param_space={"cell": tune.grid_search(params)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials(config)),
+        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials(config), reuse_actors=True),
         run_config=tune.RunConfig(
-            name="tune", storage_path=store.path(run_folder), verbose=0,
+            name="tune" if fits == 0 else f"tune-{fits + 1}", storage_path=store.path(run_folder), verbose=0,
             callbacks=[TrialProgress(len(params))],
             failure_config=tune.FailureConfig(max_failures=0)),
     )
+    out = {}
     for r in tuner.fit():
-        p = r.config["cell"]
+        folder = r.config["cell"]["result_path"]
+        data = None if r.error else read_trusted(store, folder, layout.TRIAL_RESULT)
         if r.error:
-            results[p["cell_index"]] = {"error": error_text(r.error, last_line=True)}
+            out[folder] = {"error": error_text(r.error, last_line=True)}
+        elif data is None:
+            out[folder] = {"error": f"the trial ended, but its result in {store.path(folder)} is missing or broken"}
         else:
-            results[p["cell_index"]] = store.read_json(p["result_path"], layout.TRIAL_RESULT)
-    return [results[i] for i in range(len(cells))]
+            out[folder] = json.loads(data)
+    return out

@@ -1,13 +1,26 @@
-"""Training a classifier on shard sets with Ray Train, and testing it on real data.
+"""Training a classifier on shard sets with Ray Train, and testing it on the real test split.
 
 ``train_classifier`` runs a Ray Train ``TorchTrainer``: with ``num_workers = 0`` the
 train loop runs in the calling process (Ray Train's local mode; small trials do not pay
 for a worker group), with ``num_workers ≥ 1`` it runs data-parallel (DDP) over that many
 workers, gloo on CPUs, NCCL on GPUs.
 
-Each worker reads its own part of the shards straight from the store: whole shards
-round-robin when there are at least as many shards as workers, otherwise every worker
-reads all and keeps a strided slice. Every worker runs the same number of steps per epoch.
+Data: each worker streams its part of the shards from the store
+(:class:`harness.classify.stream.ShardStream`): every epoch deals the shards anew in an
+order drawn from (seed, epoch), shuffles within a buffer of shards, and gives every worker
+the same number of steps; memory does not grow with the set. NAS cells stream their real
+and sample shards through the one stream. uint8 batches go to the device one step ahead;
+conversion, augmentation and normalisation run there (:class:`harness.classify.step.TrainStep`).
+The test split is streamed in its manifest's order, each worker a contiguous part; rank 0
+pools the counts and keeps every test image's top-5 classes (``predictions.npz``).
+
+Checkpoints: every ``recipe.checkpoint_every`` epochs rank 0 writes the model and the
+optimizer with the epoch reached (and the epochs it resumed after, if it ever did) to
+``checkpoint.pt`` in the trial's folder. A train loop
+that starts again (Ray Train's retry after a lost worker or node, or a rerun of the sweep
+after the process was killed) resumes after that epoch. The stream's order and every
+random draw of an epoch come from (seed, epoch, rank), so the epoch is all the random
+state there is: a resumed run trains on exactly what an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -15,30 +28,38 @@ from __future__ import annotations
 import io
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from harness.classify.augment import random_crop_flip
-from harness.classify.evaluate import accuracy_summary, confusion_and_top5
+from harness import layout
+from harness.classify.evaluate import accuracy_summary, evaluate_batches
 from harness.classify.models import build_model
-from harness.classify.preprocess import to_model_input
+from harness.classify.optim import param_groups
 from harness.classify.recipes import Recipe, learning_rate
+from harness.classify.step import TrainStep
+from harness.classify.stream import DevicePrefetcher, ShardStream, eval_batches, shard_pieces
 from harness.plan import TrainSource
 from harness.progress import format_seconds, status
+from harness.report.predictions import encode_predictions
 from harness.shards import ShardSet
 from harness.store import Store
+from harness.verify import CorruptArtefact, read_checked, write_checked
 
 WORKER_START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
 WORKER_START_TIMEOUT_S = 900
 CONTROLLER_FAILURE_LIMIT = 2
+#: Seconds between a trial's progress lines.
+PRINT_EVERY_S = 15
 
 
 @dataclass(frozen=True)
 class TrainTask:
-    """Everything a worker needs: where the data is, the recipe, the seed."""
+    """Everything a worker needs: where the data is, the recipe, the seed, and where the trial keeps
+    its checkpoint and predictions (``folder``, none for a trial kept nowhere)."""
 
     label: str
     store: str
@@ -50,112 +71,142 @@ class TrainTask:
     seed: int
     use_gpu: bool = False
     save_model_to: str | None = None
+    folder: str | None = None
 
 
-def _subset(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> np.ndarray:
-    """Indices keeping round(fraction · count) of each class, chosen by ``seed``."""
-    if fraction >= 1:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in range(num_classes):
-        idx = np.flatnonzero(labels == c)
-        keep.append(rng.choice(idx, size=int(round(fraction * len(idx))), replace=False))
-    return np.sort(np.concatenate(keep))
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of every random draw of one worker in one epoch (augmentation, and torch's own)."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _partition(store: Store, sources: list[TrainSource], num_classes: int, seed: int,
-               rank: int, world: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """This worker's images and labels, and the smallest count any worker holds.
+def read_checkpoint(store: Store, folder: str, recipe: Recipe, label: str) -> dict[str, Any] | None:
+    """The trial's last checkpoint, or None when there is none or it does not read back whole (then
+    the trial starts at epoch 0, with a warning)."""
+    if not store.exists(folder, layout.TRIAL_CHECKPOINT):
+        return None
+    try:
+        state = torch.load(io.BytesIO(read_checked(store, folder, layout.TRIAL_CHECKPOINT)), map_location="cpu",
+                           weights_only=True)
+        if not 0 < state["epoch"] <= recipe.epochs:
+            raise ValueError(f"epoch {state['epoch']} outside 1..{recipe.epochs}")
+    except (CorruptArtefact, FileNotFoundError, RuntimeError, KeyError, TypeError, ValueError) as err:
+        status(f"[train {label}] checkpoint {store.path(folder, layout.TRIAL_CHECKPOINT)} is unusable "
+               f"({type(err).__name__}: {err}); training from epoch 0")
+        return None
+    return state
 
-    Whole shards go round-robin to workers when that splits the data within 10% of even;
-    otherwise every worker reads all shards and keeps a strided slice.
-    """
-    pieces = [(ShardSet(store, s.folder), e, s.fraction, i)
-              for s in sources for i, e in enumerate(ShardSet(store, s.folder).manifest()["shards"])]
 
-    def kept(entry: dict, fraction: float) -> int:
-        return sum(int(round(fraction * c)) if fraction < 1 else c for c in entry["counts"])
+def write_checkpoint(store: Store, folder: str, epoch: int, model: torch.nn.Module,
+                     optimizer: torch.optim.Optimizer, resumes: list[int]) -> None:
+    """Model and optimizer after ``epoch`` epochs, and the epochs the run resumed after, with a checksum
+    sidecar, atomically."""
+    buf = io.BytesIO()
+    torch.save({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "resumes": resumes}, buf)
+    write_checked(store, buf.getvalue(), folder, layout.TRIAL_CHECKPOINT)
 
-    per_rank = [sum(kept(e, f) for _, e, f, _ in pieces[r::world]) for r in range(world)]
-    by_shard = world > 1 and min(per_rank) >= 0.9 * sum(per_rank) / world
-    images, labels = [], []
-    for shards, entry, fraction, index in (pieces[rank::world] if by_shard else pieces):
-        x, y = shards.read_shard(entry)
-        keep = _subset(y, fraction, num_classes, seed * 100_003 + index)
-        images.append(x[keep])
-        labels.append(y[keep])
-    x, y = np.concatenate(images), np.concatenate(labels)
-    if by_shard:
-        return x, y, min(per_rank)
-    return x[rank::world], y[rank::world], len(y) // world
+
+def train_epoch(step: TrainStep, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], recipe: Recipe, epoch: int,
+                steps: int) -> torch.Tensor:
+    """One epoch of ``steps`` SGD steps on device batches, each at the recipe's rate for its fraction of the
+    epoch; the summed loss, left on the device (no host synchronisation)."""
+    total = torch.zeros((), device=step.device)
+    for i, (images, labels) in enumerate(batches):
+        for group in step.optimizer.param_groups:
+            group["lr"] = learning_rate(recipe, epoch + i / steps)
+        total += step(images, labels)
+    return total
+
+
+def _device(use_gpu: bool) -> torch.device:
+    if use_gpu and torch.cuda.is_available():
+        from ray.train.torch import get_device
+
+        device = get_device()
+        torch.cuda.set_device(device)
+        return device
+    return torch.device("cpu")
 
 
 def train_loop(task: TrainTask) -> dict[str, Any] | None:
-    """The per-worker train loop; rank 0 returns the evaluation on the real validation split."""
+    """The per-worker train loop; rank 0 returns the evaluation on the real test split."""
     import torch.distributed as dist
 
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    device = torch.device("cuda", 0) if task.use_gpu and torch.cuda.is_available() else torch.device("cpu")
+    device = _device(task.use_gpu)
+    cuda = device.type == "cuda"
     recipe, store = task.recipe, Store(task.store)
-    torch.manual_seed(task.seed)
 
-    x, y, steps_base = _partition(store, list(task.sources), task.num_classes, task.seed, rank, world)
-    per_worker_batch = max(1, recipe.batch_size // world)
-    steps = max(1, steps_base // per_worker_batch)
+    pieces = shard_pieces([(ShardSet(store, s.folder), s.fraction) for s in task.sources], task.seed)
+    stream = ShardStream(pieces, max(1, recipe.batch_size // world), rank, world, task.seed, pin_memory=cuda)
+    steps = stream.steps_per_epoch
+    torch.manual_seed(task.seed)
     model = build_model(recipe.model, task.image_shape[0], task.num_classes).to(device)
-    if device.type == "cuda":
+    params = model.parameters() if recipe.decay_bn_and_bias else param_groups(model, recipe.weight_decay)
+    optimizer = torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+                                nesterov=recipe.momentum > 0)
+    checkpoints = bool(task.folder and recipe.checkpoint_every)
+    start_epoch, resumes = 0, []
+    if checkpoints and (state := read_checkpoint(store, task.folder, recipe, task.label)):
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = state["epoch"]
+        resumes = [*state.get("resumes", []), start_epoch]
+        if rank == 0:
+            status(f"[train {task.label}] resuming after epoch {start_epoch} from its checkpoint")
+    if cuda:
         model = model.to(memory_format=torch.channels_last)
+    trained = model
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay, nesterov=recipe.momentum > 0)
-    images, labels = torch.from_numpy(x), torch.from_numpy(y)
-    if device.type == "cuda":
-        images, labels = images.pin_memory(), labels.pin_memory()
-    order_gen = torch.Generator().manual_seed(task.seed * 7919 + rank)
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if cuda else None)
+    step = TrainStep(trained, optimizer, device, augment=recipe.augment, pad=recipe.pad,
+                     input_size=recipe.input_size, compile=recipe.compile)
+
     started = last_print = time.monotonic()
-    for epoch in range(recipe.epochs):
-        model.train()
-        order = torch.randperm(len(labels), generator=order_gen)
-        total_loss = torch.zeros((), device=device)
-        for step in range(steps):
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(recipe, epoch + step / steps)
-            idx = order[step * per_worker_batch:(step + 1) * per_worker_batch]
-            batch = to_model_input(images[idx].to(device, non_blocking=True))
-            if recipe.augment != "none":
-                batch = random_crop_flip(batch, recipe.pad, recipe.augment == "crop-flip", order_gen)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = torch.nn.functional.cross_entropy(model(batch), labels[idx].to(device, non_blocking=True))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach()
+    for epoch in range(start_epoch, recipe.epochs):
+        seed = epoch_seed(task.seed, epoch, rank)
+        torch.manual_seed(seed)
+        step.reseed(seed)
+        trained.train()
+        total_loss = train_epoch(step, DevicePrefetcher(stream.epoch(epoch), device), recipe, epoch, steps)
+        done = epoch + 1
+        if rank == 0 and checkpoints and (done % recipe.checkpoint_every == 0 or done == recipe.epochs):
+            write_checkpoint(store, task.folder, done, model, optimizer, resumes)
         now = time.monotonic()
-        if rank == 0 and (now - last_print > 15 or epoch == recipe.epochs - 1):
+        if rank == 0 and (now - last_print > PRINT_EVERY_S or done == recipe.epochs):
             last_print = now
-            left = (now - started) / (epoch + 1) * (recipe.epochs - epoch - 1)
-            status(f"[train {task.label}] epoch {epoch + 1}/{recipe.epochs} · loss {total_loss.item() / steps:.3f}"
-                  f" · {(epoch + 1) / (now - started):.2f} epochs/s · ETA {format_seconds(left)}")
+            rate = (done - start_epoch) / (now - started)
+            status(f"[train {task.label}] epoch {done}/{recipe.epochs} · loss {total_loss.item() / steps:.3f}"
+                   f" · {rate:.2f} epochs/s · ETA {format_seconds((recipe.epochs - done) / rate)}")
     train_seconds = time.monotonic() - started
 
-    vx, vy, _ = _partition(store, [TrainSource(task.val_folder)], task.num_classes, task.seed, rank, world)
-    confusion, top5 = confusion_and_top5(model, torch.from_numpy(vx), torch.from_numpy(vy), task.num_classes,
-                                         recipe.eval_batch_size, device)
-    n_train = torch.tensor(len(labels), device=device)
+    val_pieces = shard_pieces([(ShardSet(store, task.val_folder), 1.0)], task.seed)
+    batches = eval_batches(val_pieces, recipe.eval_batch_size, rank, world, pin_memory=cuda)
+    tested = evaluate_batches(model, DevicePrefetcher(batches, device), task.num_classes, device,
+                              input_size=recipe.input_size, channels_last=step.channels_last, autocast=step.autocast)
+    top_k = tested.top_k.cpu().numpy()
     if world > 1:
-        for count in (confusion, top5, n_train):
-            dist.all_reduce(count)
+        dist.all_reduce(tested.confusion)
+        dist.all_reduce(tested.top5)
+        parts: list[np.ndarray] | None = [None] * world if rank == 0 else None  # type: ignore[list-item]
+        dist.gather_object(top_k, parts, dst=0)
+        top_k = np.concatenate(parts) if rank == 0 else top_k
     if rank != 0:
         return None
+    confusion = tested.confusion.cpu().numpy()
+    if len(top_k) != confusion.sum():
+        raise RuntimeError(f"{len(top_k)} predictions for {confusion.sum()} test images of {task.val_folder}")
+    predictions = None
+    if task.folder:
+        predictions = f"{task.folder}/{layout.TRIAL_PREDICTIONS}"
+        write_checked(store, encode_predictions(top_k), predictions)
     if task.save_model_to:
         buf = io.BytesIO()
-        torch.save(getattr(model, "module", model).state_dict(), buf)
+        torch.save(model.state_dict(), buf)
         store.write_bytes(buf.getvalue(), task.save_model_to)
-    return {**accuracy_summary(confusion.cpu().numpy(), int(top5)), "n_train": int(n_train),
-            "model": task.save_model_to,
+    return {**accuracy_summary(confusion, int(tested.top5)), "n_train": stream.n_images,
+            "model": task.save_model_to, "predictions": predictions,
             "steps_per_epoch": steps, "train_seconds": round(train_seconds, 2), "world_size": world}
 
 
@@ -168,7 +219,8 @@ def train_classifier(task: TrainTask, num_workers: int, cpus_per_worker: float, 
     autoscaler's nodes: Ray Train gives a worker group ``RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S``
     (``WORKER_START_TIMEOUT_S`` unless set) to start and retries ``CONTROLLER_FAILURE_LIMIT``
     times, so a run waits up to three quarters of an hour for nodes, then fails with Ray
-    Train's startup timeout error instead of waiting forever.
+    Train's startup timeout error instead of waiting forever. A data-parallel run whose
+    worker or node is lost starts again once (from the trial's last checkpoint).
     """
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -189,4 +241,3 @@ def train_classifier(task: TrainTask, num_workers: int, cpus_per_worker: float, 
     if result.error:
         raise result.error
     return result.return_value
-

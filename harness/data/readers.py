@@ -282,5 +282,5 @@ def read_splits(cfg: DatasetConfig) -> Splits:
 
 
 def dataset_spec(cfg: DatasetConfig) -> dict[str, Any]:
-    """What identifies a dataset's content in the store."""
-    return {"dataset": cfg.model_dump()}
+    """What identifies a dataset's content in the store (``size``, a planning hint, does not)."""
+    return {"dataset": cfg.model_dump(exclude={"size"})}

@@ -3,7 +3,8 @@
 They give the quickstart generators of different quality with a truncation knob, on any
 small dataset (the embedded digits, MNIST): a conditional VAE and a conditional GAN, both
 MLPs over the flattened image. A trained model is cached in the store under a key of its
-kind, params and dataset, so it is trained once per store.
+kind, params and dataset, with its checksum, so it is trained once per store (by one
+sampler at a time: others wait and load it) and trained again when the file is broken.
 
 ``params``: ``steps`` (optimiser steps), ``latent_dim``, ``hidden`` (layer width),
 ``seed``.
@@ -22,6 +23,8 @@ from harness import layout
 from harness.classify.preprocess import to_model_input
 from harness.generators import GeneratorError, to_uint8
 from harness.generators.truncation import truncated_normal
+from harness.lease import Lease
+from harness.verify import read_checked, read_trusted, write_checked
 
 if TYPE_CHECKING:
     from harness.config import GeneratorConfig
@@ -131,16 +134,20 @@ def build(spec: GeneratorConfig, real: RealData, store: Store) -> EmbeddedGenera
                              f"{real.image_shape} is too large")
     path = layout.generator_model(spec.kind, layout.content_key({"kind": spec.kind, "params": p,
                                                                   "dataset": real.key}))
-    if store.exists(path):
-        decoder = ConditionalMLP(p["latent_dim"], real.num_classes, p["hidden"], dim, nn.ReLU)
-        state = torch.load(io.BytesIO(store.read_bytes(path)), weights_only=True)
-        decoder.load_state_dict(state)
-    else:
-        torch.manual_seed(p["seed"])
-        decoder = _TRAINERS[spec.kind](real, p, torch.Generator().manual_seed(p["seed"]))
-        buf = io.BytesIO()
-        torch.save(decoder.state_dict(), buf)
-        store.write_bytes(buf.getvalue(), path)
+    decoder = ConditionalMLP(p["latent_dim"], real.num_classes, p["hidden"], dim, nn.ReLU)
+    data = read_trusted(store, path)
+    if data is None:
+        with Lease.acquire_or_wait(store, path, done=lambda: store.exists(path)) as lease:
+            if lease.owned:
+                torch.manual_seed(p["seed"])
+                decoder = _TRAINERS[spec.kind](real, p, torch.Generator().manual_seed(p["seed"]))
+                buf = io.BytesIO()
+                torch.save(decoder.state_dict(), buf)
+                write_checked(store, buf.getvalue(), path)
+            else:
+                data = read_checked(store, path)
+    if data is not None:
+        decoder.load_state_dict(torch.load(io.BytesIO(data), weights_only=True))
     return EmbeddedGenerator(decoder, p["latent_dim"], real.image_shape, spec.truncation_mode)
 
 

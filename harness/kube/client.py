@@ -18,7 +18,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from harness.config import load_config
+from harness.config_file import load_config
 from harness.kube import ClusterError
 from harness.kube.manifests import (
     GROUP,

@@ -8,10 +8,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.config import load_config
+from harness.config_file import load_config
 from harness.kube import ClusterError
-from harness.kube.client import follow, logs, reattach_hint, status, submit
 from harness.kube.manifests import DEFAULT_IMAGE, DEFAULT_NAMESPACE, PVC_MOUNT
+
+SUBMIT = "Check the config, ship it as a ConfigMap, create the RayJob, and follow it to the end."
+STATUS = "The RayJob's state: KubeRay's jobDeploymentStatus/jobStatus and where it writes."
+LOGS = "Print the driver's log (the submitter pod's); with --follow, until the job ends."
 
 
 def _guard(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -38,6 +41,8 @@ def _exit_code(final: dict | None) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from harness.kube.client import follow, reattach_hint, submit  # the Kubernetes client loads in ~1 s
+
     store = args.store or os.environ.get("CAS_STORE") or load_config(args.config).store
     name = submit(
         args.config, cluster=args.cluster, namespace=args.namespace, image=args.image, store=store, follow=False
@@ -49,6 +54,8 @@ def _cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from harness.kube.client import status
+
     st = status(args.name, namespace=args.namespace)
     for key in (
         "name",
@@ -69,6 +76,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_logs(args: argparse.Namespace) -> int:
+    from harness.kube.client import logs
+
     logs(args.name, namespace=args.namespace, follow=args.follow)
     return 0
 
@@ -78,7 +87,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     namespace_help = f"Kubernetes namespace (default: {DEFAULT_NAMESPACE})"
 
     p = subparsers.add_parser(
-        "submit", help="run a sweep on Kubernetes as a KubeRay RayJob", description=submit.__doc__
+        "submit", help="run a sweep on Kubernetes as a KubeRay RayJob", description=SUBMIT
     )
     p.add_argument("config", type=Path, help="sweep config YAML")
     p.add_argument(
@@ -100,12 +109,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-follow", action="store_true", help="return once the RayJob is created")
     p.set_defaults(func=_guard(_cmd_submit))
 
-    p = subparsers.add_parser("status", help="state of a submitted sweep's RayJob", description=status.__doc__)
+    p = subparsers.add_parser("status", help="state of a submitted sweep's RayJob", description=STATUS)
     p.add_argument("name", help="RayJob name, as printed by submit")
     p.add_argument("--namespace", "-n", default=DEFAULT_NAMESPACE, help=namespace_help)
     p.set_defaults(func=_guard(_cmd_status))
 
-    p = subparsers.add_parser("logs", help="driver log of a submitted sweep", description=logs.__doc__)
+    p = subparsers.add_parser("logs", help="driver log of a submitted sweep", description=LOGS)
     p.add_argument("name", help="RayJob name, as printed by submit")
     p.add_argument("--namespace", "-n", default=DEFAULT_NAMESPACE, help=namespace_help)
     p.add_argument("--follow", "-f", action="store_true", help="keep printing until the job ends (Ctrl-C detaches)")

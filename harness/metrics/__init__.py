@@ -1,7 +1,8 @@
 """Image-generation metrics: FID, KID, Inception Score and precision/recall.
 
-Features come from :mod:`harness.metrics.features` (the standard FID Inception
-or a domain classifier); the metrics themselves work on plain feature arrays.
+Features come from the extractors of :mod:`harness.metrics.features` (the standard FID
+Inception, a domain classifier) and :mod:`harness.metrics.dinov2` (DINOv2 ViT-L/14); the
+metrics themselves work on plain feature arrays.
 """
 
 from harness.metrics.features import (

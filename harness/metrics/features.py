@@ -1,11 +1,15 @@
 """Batched feature extraction with exact float32 arithmetic.
 
 An *extractor* is any callable that takes a uint8 (B, C, H, W) batch already on
-the target device, does its own preprocessing there, and returns
-``(features (B, D), logits (B, K))``. Two are provided: :class:`InceptionExtractor`
-(the standard FID Inception) and :class:`DomainExtractor` (the penultimate layer
-and head of a classifier trained on the data itself, for small images such as
-8x8 digits where ImageNet features say little).
+the target device, does its own preprocessing there, and returns a dict of named
+float outputs, each (B, D): ``{"features": ...}`` and, where the network has a
+classifier head, ``"logits"``. Its class says what it returns (``provides``), its
+``name``, its ``preprocessing`` (one line) and the SHA-256 of its weights
+(``weights_sha256``, None for random weights). Two are here:
+:class:`InceptionExtractor` (the standard FID Inception) and :class:`DomainExtractor`
+(the penultimate layer and head of a classifier trained on the data itself, for
+small images such as 8x8 digits where ImageNet features say little); the DINOv2
+ViT-L/14 is :class:`harness.metrics.dinov2.DINOv2Extractor`.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from torch import nn
 from harness.metrics.inception import (
     FEATURE_EXTRACTOR,
     PREPROCESSING,
+    WEIGHTS,
     fid_inception_v3,
     preprocess,
 )
 
-Extractor = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+Extractor = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
 @contextmanager
@@ -59,37 +64,46 @@ def exact_float32() -> Iterator[None]:
 
 
 class InceptionExtractor(nn.Module):
-    """uint8 images -> (pool3 (B, 2048), logits (B, 1008)) of the FID Inception.
+    """uint8 images -> {"features": pool3 (B, 2048), "logits": (B, 1008)} of the FID Inception.
 
     Preprocessing (TF1 bilinear resize to 299, ``(x - 128) / 128``) runs on the
     batch's device. ``weights`` is passed to
     :func:`harness.metrics.inception.fid_inception_v3` (None: standard file,
-    downloaded and checksum-verified; a path; or ``"random"`` for tests). Move
-    it to the extraction device with ``.to(device)``.
+    downloaded and checksum-verified; a path; or ``"random"`` for tests, which
+    leaves :attr:`weights_sha256` None). Move it to the extraction device with
+    ``.to(device)``.
     """
 
+    provides = ("features", "logits")
     name = FEATURE_EXTRACTOR
     preprocessing = PREPROCESSING
+    weights_sha256: str | None = WEIGHTS.sha256
 
     def __init__(self, weights: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
         self.network = fid_inception_v3(weights)
+        if weights == "random":
+            self.weights_sha256 = None
         self.eval()
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.network(preprocess(images))
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features, logits = self.network(preprocess(images))
+        return {"features": features, "logits": logits}
 
 
 class DomainExtractor:
-    """uint8 images -> (penultimate features, logits) of a classifier trained on the domain.
+    """uint8 images -> {"features": penultimate layer, "logits": head} of a classifier trained on the domain.
 
     ``preprocess`` maps the uint8 batch to the classifier's input (for example
     ``lambda x: x.float() / 255``), ``features_fn`` maps that to the
     penultimate layer and ``head`` maps the features to logits; e.g.
     ``DomainExtractor(clf.features, clf.head, preprocess, name="digits-cnn-v1")``.
-    The classifier must be in eval mode (batch-norm statistics and dropout in
-    training mode would make features depend on the batch).
+    ``weights_sha256`` is the SHA-256 of the classifier's state-dict file, where
+    there is one. The classifier must be in eval mode (batch-norm statistics and
+    dropout in training mode would make features depend on the batch).
     """
+
+    provides = ("features", "logits")
 
     def __init__(
         self,
@@ -98,14 +112,16 @@ class DomainExtractor:
         preprocess: Callable[[torch.Tensor], torch.Tensor],
         name: str,
         preprocessing: str = "",
+        weights_sha256: str | None = None,
     ) -> None:
         self.features_fn = features_fn
         self.head = head
         self.preprocess = preprocess
         self.name = name
         self.preprocessing = preprocessing
+        self.weights_sha256 = weights_sha256
 
-    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         for label, module in (
             ("features_fn", getattr(self.features_fn, "__self__", self.features_fn)),
             ("head", self.head),
@@ -116,7 +132,7 @@ class DomainExtractor:
                     "mode; call .eval() on the classifier first"
                 )
         features = self.features_fn(self.preprocess(images)).flatten(1)
-        return features, self.head(features)
+        return {"features": features, "logits": self.head(features)}
 
 
 def extract(
@@ -124,14 +140,14 @@ def extract(
     extractor: Extractor,
     batch_size: int = 64,
     device: str | torch.device = "cpu",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> dict[str, np.ndarray]:
     """Run ``extractor`` over uint8 ``images`` (N, C, H, W) in batches on ``device``.
 
-    Returns float64 ``(features (N, D), logits (N, K))``. Inside, TF32 is off
-    (:func:`exact_float32`), autocast is disabled and gradients are not
-    tracked, so convolutions and matmuls run in IEEE float32 and the result
-    does not depend on ``batch_size`` beyond float32 rounding. The extractor's
-    parameters must already be on ``device``.
+    Returns each output the extractor gives, by name, as a float64 (N, D) array (e.g.
+    ``{"features": ..., "logits": ...}``). Inside, TF32 is off (:func:`exact_float32`),
+    autocast is disabled and gradients are not tracked, so convolutions and matmuls run
+    in IEEE float32 and the result does not depend on ``batch_size`` beyond float32
+    rounding. The extractor's parameters must already be on ``device``.
     """
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
         raise ValueError(
@@ -147,21 +163,24 @@ def extract(
         raise ValueError(f"extractor {type(extractor).__name__} is in training mode; call .eval()")
     device = torch.device(device)
     n = len(images)
-    features = logits = None
+    out: dict[str, np.ndarray] = {}
     with exact_float32(), torch.autocast(device.type, enabled=False), torch.inference_mode():
         for start in range(0, n, batch_size):
             batch = images[start : start + batch_size].to(device)
-            batch_features, batch_logits = extractor(batch)
-            for label, out in (("features", batch_features), ("logits", batch_logits)):
-                if out.ndim != 2 or len(out) != len(batch):
+            outputs = extractor(batch)
+            if not isinstance(outputs, dict) or not outputs or (out and set(outputs) != set(out)):
+                raise ValueError(
+                    f"extractor {getattr(extractor, 'name', type(extractor).__name__)!r} returned "
+                    f"{type(outputs).__name__} {sorted(outputs) if isinstance(outputs, dict) else ''}; expected a "
+                    f"dict of named outputs{f' {sorted(out)}' if out else ''} for every batch"
+                )
+            for label, value in outputs.items():
+                if value.ndim != 2 or len(value) != len(batch):
                     raise ValueError(
-                        f"extractor returned {label} of shape {tuple(out.shape)} for a batch of "
+                        f"extractor returned {label} of shape {tuple(value.shape)} for a batch of "
                         f"{len(batch)}; expected ({len(batch)}, dim)"
                     )
-            if features is None:
-                features = np.empty((n, batch_features.shape[1]), dtype=np.float64)
-                logits = np.empty((n, batch_logits.shape[1]), dtype=np.float64)
-            end = start + len(batch)
-            features[start:end] = batch_features.to(torch.float64).cpu().numpy()
-            logits[start:end] = batch_logits.to(torch.float64).cpu().numpy()
-    return features, logits
+                if label not in out:
+                    out[label] = np.empty((n, value.shape[1]), dtype=np.float64)
+                out[label][start : start + len(batch)] = value.to(torch.float64).cpu().numpy()
+    return out

@@ -9,10 +9,10 @@ in the pooling branch of Mixed_7c.
 
 Weights: ``pt_inception-2015-12-05-6726825d.pth`` from pytorch-fid's release, in
 the state-dict layout that pytorch-fid and torch-fidelity load. Its published
-SHA-256 is :data:`WEIGHTS_SHA256`; the ``6726825d`` in the file name is its first
-eight hex digits (torch.hub's naming convention). Every file used is checked
-against it, so a result labelled :data:`FEATURE_EXTRACTOR` always comes from
-these weights.
+SHA-256 is pinned in :data:`WEIGHTS` (see :mod:`harness.metrics.weights`); the
+``6726825d`` in the file name is its first eight hex digits (torch.hub's naming
+convention). Every file used is checked against it, so a result labelled
+:data:`FEATURE_EXTRACTOR` always comes from these weights.
 
 Preprocessing (:data:`PREPROCESSING`) follows the TF graph rather than
 pytorch-fid: the graph resizes with TF1's ``ResizeBilinear`` (align_corners=False,
@@ -27,7 +27,6 @@ torchmetrics reproduce exactly this. pytorch-fid instead resizes with
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from pathlib import Path
@@ -37,18 +36,20 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import inception as tv_inception
 
+from harness.metrics.weights import PinnedWeights, load_state_dict, resolve
+
 FEATURE_EXTRACTOR = "fid-inception-v3-tf-2015-12-05"
 PREPROCESSING = (
     "uint8 RGB (grey replicated to 3 channels) -> float32 -> TF1 bilinear resize to "
     "299x299 (align_corners=False, half_pixel_centers=False) -> (x - 128) / 128"
 )
-WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-    "pt_inception-2015-12-05-6726825d.pth"
+WEIGHTS = PinnedWeights(
+    what="Inception",
+    url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    filename="pt_inception-2015-12-05-6726825d.pth",
+    sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+    env="CAS_INCEPTION_WEIGHTS",
 )
-WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
-WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
-WEIGHTS_ENV = "CAS_INCEPTION_WEIGHTS"
 INPUT_SIZE = 299
 POOL3_DIM = 2048
 NUM_LOGITS = 1008
@@ -216,93 +217,24 @@ def fid_inception_v3(
     ``weights``:
       * ``None``: the file named by ``$CAS_INCEPTION_WEIGHTS`` if set, else the
         standard file, downloaded once into ``cache_dir`` (default
-        ``$XDG_CACHE_HOME/cas-harness`` or ``~/.cache/cas-harness``);
+        :func:`harness.metrics.weights.default_cache_dir`);
       * a path: that local file;
       * ``"random"``: deterministic random weights (fixed seed, He-scaled so
         activations stay O(1)), for tests and timing; nothing is downloaded.
 
-    Every weights file must match :data:`WEIGHTS_SHA256`, and is read with
+    Every weights file must match :data:`WEIGHTS` (its SHA-256), and is read with
     ``torch.load(..., weights_only=True)``.
     """
     net = FIDInceptionV3()
     if weights == "random":
         _init_random(net)
     else:
-        path = weights_path(weights, cache_dir)
-        _load_weights(net, path)
+        path = resolve(WEIGHTS, weights, cache_dir)
+        _load_weights(net, load_state_dict(WEIGHTS, path), path)
     return net.eval().requires_grad_(False)
 
 
-def default_cache_dir() -> Path:
-    """Where the standard weights are downloaded: ``$XDG_CACHE_HOME/cas-harness`` or ``~/.cache/cas-harness``."""
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "cas-harness"
-
-
-def weights_path(
-    weights: str | os.PathLike[str] | None = None, cache_dir: str | os.PathLike[str] | None = None
-) -> Path:
-    """Resolve ``weights`` (see :func:`fid_inception_v3`) to a checksum-verified local file."""
-    source = "weights argument"
-    if weights is None:
-        if not os.environ.get(WEIGHTS_ENV):
-            return _download(Path(cache_dir) if cache_dir is not None else default_cache_dir())
-        weights, source = os.environ[WEIGHTS_ENV], f"${WEIGHTS_ENV}"
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Inception weights file {path} (from the {source}) does not exist; expected "
-            f"{WEIGHTS_FILENAME} from {WEIGHTS_URL}"
-        )
-    _verify_sha256(path)
-    return path
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _verify_sha256(path: Path) -> None:
-    actual = sha256_of(path)
-    if actual != WEIGHTS_SHA256:
-        raise ValueError(
-            f"Inception weights file {path} has SHA-256 {actual}, expected {WEIGHTS_SHA256} "
-            f"({WEIGHTS_FILENAME} from {WEIGHTS_URL}); delete or replace the file"
-        )
-
-
-def _download(cache_dir: Path) -> Path:
-    path = cache_dir / WEIGHTS_FILENAME
-    if path.is_file():
-        _verify_sha256(path)
-        return path
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(WEIGHTS_URL, str(path), progress=True)
-    except OSError as e:
-        raise OSError(
-            f"could not download the Inception weights from {WEIGHTS_URL} to {path} ({e}); "
-            f"on an offline machine set ${WEIGHTS_ENV} to a local copy of {WEIGHTS_FILENAME}"
-        ) from e
-    try:
-        _verify_sha256(path)
-    except ValueError:
-        path.unlink()
-        raise
-    return path
-
-
-def _load_weights(net: FIDInceptionV3, path: Path) -> None:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"Inception weights file {path} is not a loadable PyTorch file: {e}") from e
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"Inception weights file {path} does not hold a state dict of tensors")
+def _load_weights(net: FIDInceptionV3, state: dict[str, torch.Tensor], path: Path) -> None:
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as e:

@@ -25,6 +25,7 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 REAL_STYLE = {"color": "#555555", "linestyle": "--", "linewidth": 1.2}
 THUMBNAIL_PX = 64
+MIN_SHOWN_PX = 32
 MAX_TICK_LABELS = 30
 
 
@@ -35,12 +36,13 @@ def _series_style(i: int) -> dict[str, Any]:
 
 
 def _svg(fig: Figure, title: str) -> str:
-    """The figure as inline ``<svg>`` markup: text kept as text (small, searchable), no date stamp."""
+    """The figure as inline ``<svg>`` markup: text kept as text (small, searchable), no date stamp or
+    RDF metadata block."""
     out = io.StringIO()
     with rc_context({"svg.fonttype": "none", "svg.hashsalt": "cas-report"}):
         fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
     svg = out.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"\s*<metadata>.*?</metadata>", "", svg[svg.index("<svg"):], count=1, flags=re.S)
     return re.sub(r"<svg ", f'<svg role="img" aria-label="{html.escape(title)}" ', svg, count=1)
 
 
@@ -63,8 +65,8 @@ def figure_block(content: str, caption: str) -> str:
 
 
 def knob_label(knobs: Mapping[str, Any]) -> str:
-    """``truncation=0.5, guidance_scale=2`` — knob values as a row or legend shows them."""
-    return ", ".join(f"{k}={_num(v)}" for k, v in sorted(knobs.items()))
+    """``truncation=0.5, guidance_scale=2`` — knob values as a row or legend shows them (unset ones left out)."""
+    return ", ".join(f"{k}={_num(v)}" for k, v in sorted(knobs.items()) if v is not None)
 
 
 def _num(value: Any) -> str:
@@ -75,7 +77,7 @@ def _fid_key(rows: Sequence[Mapping[str, Any]]) -> str | None:
     """``fid`` where rows carry it, else the first ``fd_<extractor>`` key (Fréchet distance in that
     extractor's features)."""
     keys = {k for r in rows for k in r if (k == "fid" or k.startswith("fd_")) and r[k] is not None}
-    return "fid" if "fid" in keys else min(keys, default=None)
+    return next((k for k in ("fid", "fd_inception") if k in keys), min(keys, default=None))
 
 
 def _fid_label(key: str) -> str:
@@ -105,7 +107,7 @@ def _series(rows: Sequence[Mapping[str, Any]], mode: str, x_of: Any) -> dict[str
         x, rest = x_of(r)
         if x is None:
             continue
-        label = r["generator"] + (f" ({knob_label(rest)})" if rest else "")
+        label = r["generator"] + (f" ({text})" if (text := knob_label(rest)) else "")
         out.setdefault(label, {}).setdefault(float(x), []).append(r)
     return out
 
@@ -274,11 +276,14 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def _thumbnail(image: np.ndarray, size: int) -> np.ndarray:
-    """(size, size, 3), area-averaged down from the image."""
+    """(size, size, 3): area-averaged down from a larger image, pixels repeated up from a smaller one."""
     from PIL import Image
 
     img = Image.fromarray(np.ascontiguousarray(_rgb(image)))
-    return np.asarray(img if img.size == (size, size) else img.resize((size, size), Image.Resampling.BOX))
+    if img.size == (size, size):
+        return np.asarray(img)
+    enlarge = size > min(img.size)
+    return np.asarray(img.resize((size, size), Image.Resampling.NEAREST if enlarge else Image.Resampling.BOX))
 
 
 def _column(images: np.ndarray, n: int, size: int) -> np.ndarray:
@@ -298,7 +303,8 @@ def class_image_grid(real_images: Mapping[int, np.ndarray], sample_images: Mappi
 
     ``real_images``/``sample_images``: class index → uint8 images (N, C, H, W) or (N, H, W, C); the first
     ``per_class_images`` of each are shown as ``thumbnail`` px squares (at most 64, so a 1,000-class
-    report stays a few MB; smaller images are not enlarged). Returns an ``<img>`` with the grid as an inline PNG.
+    report stays a few MB; images under 32 px are enlarged to 32 px by repeating pixels, so 8×8 digits can be
+    seen). Returns an ``<img>`` with the grid as an inline PNG.
     """
     if not 8 <= thumbnail <= THUMBNAIL_PX:
         raise ValueError(f"thumbnail size {thumbnail} px: expected 8 to {THUMBNAIL_PX}")
@@ -309,7 +315,8 @@ def class_image_grid(real_images: Mapping[int, np.ndarray], sample_images: Mappi
         for what, images in (("real images", real_images), (f"samples of {generator}", sample_images)):
             if i not in images:
                 raise ValueError(f"class {i} ({class_names[i]}) is shown but has no {what}")
-    size = min(thumbnail, *(min(_rgb(real_images[i][0]).shape[:2]) for _, i in columns))
+    source = min(min(_rgb(images[i][0]).shape[:2]) for _, i in columns for images in (real_images, sample_images))
+    size = min(thumbnail, max(source, MIN_SHOWN_PX))
     n, gap = per_class_images, 6
     white = 255
     blocks = []

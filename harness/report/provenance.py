@@ -20,6 +20,8 @@ from harness.progress import format_seconds
 
 DISTRIBUTION = "cas-harness"
 LIBRARIES = ("torch", "torchvision", "ray", "numpy", "scipy", "matplotlib")
+#: The sweep's stages in the order they run (a stored dict's keys come back sorted).
+STAGES = ("prepare", "sample", "train", "measure", "report")
 OPTIONAL_LIBRARIES = ("diffusers", "timm", "transformers", "pytorch-pretrained-biggan")
 
 
@@ -101,7 +103,8 @@ def _gpus(hw: Mapping[str, Any]) -> str:
 
 def _facts(prov: Mapping[str, Any]) -> list[tuple[str, str]]:
     hw = prov["hardware"]
-    stages = prov["stage_seconds"]
+    stages = dict(sorted(prov["stage_seconds"].items(),
+                         key=lambda kv: STAGES.index(kv[0]) if kv[0] in STAGES else len(STAGES)))
     total = sum(stages.values())
     return [("harness", _harness(prov)), ("python", f"{prov['python']} on {prov['platform']}"),
             ("libraries", ", ".join(f"{k} {v or 'not installed'}" for k, v in prov["libraries"].items())),

@@ -22,8 +22,10 @@ RECORD_VERSION = 3
 class Record:
     """One cell: where it sits in the grid, how it was made, and what it scored (or why it failed).
 
+    ``params`` are the generator spec's parameters (with ``kind``, its identity on the leaderboard);
+    ``predictions`` the store path of the test-set top-5 predictions, where the trial kept them.
     ``metrics`` holds the sample set's IS/FID/KID/precision/recall under the keys the metrics
-    declare (``harness.metrics.sets.METRIC_KEYS``), with the extractor that made them.
+    declare (``harness.metrics.sets.METRICS``; ``fd_<extractor>`` …), with the extractor that made them.
     """
 
     generator: str
@@ -52,6 +54,8 @@ class Record:
     train_seconds: float | None = None
     world_size: int | None = None
     model: str | None = None
+    params: dict[str, Any] | None = None
+    predictions: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -92,7 +96,8 @@ def make_record(cell: Cell, result: dict[str, Any], metrics: dict[str, Any], run
             "augmentation_ratio": cell.augmentation_ratio, "seed": cell.seed, "recipe": run.recipe_name,
             "recipe_settings": recipe_record(cell.train_recipe(run.recipe)), "sample_set": s.folder if s else None,
             "dataset": run.dataset, "test_split": run.test_split, "sample_multiplier": cell.sample_multiplier,
-            "distinct_fraction": cell.distinct_fraction, "metrics": metrics}
+            "distinct_fraction": cell.distinct_fraction, "params": s.generator.params if s else {},
+            "metrics": metrics}
     if "error" in result:
         return Record(**made, status="failed", error=result["error"])
     return Record(**made, status="ok", **result)

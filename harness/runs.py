@@ -1,0 +1,129 @@
+"""Run folders: a sweep's state in its ``run.json``, and cleaning up after killed sweeps.
+
+A sweep writes ``runs/<name>-<time>/run.json`` when it starts (``status: running`` and the
+stage it is in, updated as it goes) and holds a lease on the folder while it runs. It ends
+``complete``, or ``incomplete`` with ``interrupted_at_stage`` and ``reason`` when it was
+interrupted or failed part-way (its results and report then cover what finished). A sweep
+killed outright cannot say so; its folder still reads ``running`` while its lease goes
+stale, and :func:`killed_runs` (called by every sweep and by ``harness clean``) marks it
+``incomplete``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from harness.lease import Lease, current_lease
+from harness.progress import format_seconds
+from harness.store import Store
+
+RUNS = "runs"
+RUN_JSON = "run.json"
+
+
+def read_state(store: Store, folder: str) -> dict[str, Any]:
+    """A run folder's ``run.json`` ({} when missing or unreadable)."""
+    try:
+        state = store.read_json(folder, RUN_JSON)
+    except (FileNotFoundError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def update_state(store: Store, folder: str, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into the run's ``run.json`` (whoever else writes it keeps their fields)."""
+    state = {**read_state(store, folder), **fields}
+    store.write_json(state, folder, RUN_JSON)
+    return state
+
+
+def start_run(store: Store, folder: str) -> tuple[str, Lease]:
+    """Claim a new run folder (``folder``, or ``folder-2``… when a sweep of the same name
+    started in the same second) and mark it running; returns the folder and its lease."""
+    for n in range(1, 1000):
+        name = folder if n == 1 else f"{folder}-{n}"
+        if current_lease(store, name) is not None or store.exists(name, RUN_JSON):
+            continue
+        lease = Lease.try_acquire(store, name)
+        if lease is None:
+            continue
+        if lease.generation == 0:
+            update_state(store, name, status="running", stage="prepare", started=time.time(),
+                         host=socket.gethostname(), pid=os.getpid())
+            return name, lease
+        lease.release(note="another sweep took this name")
+    raise RuntimeError(f"no free run folder name near {store.path(folder)}")
+
+
+def set_stage(store: Store, folder: str, stage: str) -> None:
+    update_state(store, folder, stage=stage)
+
+
+def finish_run(store: Store, folder: str, lease: Lease, *, stage: str | None = None, reason: str | None = None,
+               earlier: dict[str, Any] | None = None, stage_seconds: dict[str, float] | None = None) -> None:
+    """Mark the run complete (written last, after every other file), or incomplete at ``stage``
+    for ``reason``, with its time per stage, and release its lease.
+
+    ``earlier`` is the state read before the report rewrote ``run.json``: its start time,
+    host and process are kept."""
+    kept = {k: v for k, v in (earlier or {}).items() if k in ("started", "host", "pid")}
+    seconds = {k: round(float(v), 2) for k, v in (stage_seconds or {}).items()}
+    if stage is None:
+        update_state(store, folder, **kept, stage_seconds=seconds, status="complete", finished=time.time())
+    else:
+        update_state(store, folder, **kept, stage_seconds=seconds, status="incomplete", interrupted_at_stage=stage,
+                     reason=reason, finished=time.time())
+    lease.release(note=reason or "")
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run folder as ``harness clean`` sees it."""
+
+    folder: str
+    status: str
+    stage: str | None
+    started: float | None
+
+    def describe(self, now: float | None = None) -> str:
+        age = "" if self.started is None else f", started {format_seconds((now or time.time()) - self.started)} ago"
+        at = f" at stage {self.stage}" if self.stage else ""
+        return f"{self.folder}: {self.status}{at}{age}"
+
+
+def list_runs(store: Store) -> list[RunInfo]:
+    """Every run folder with its status; a ``running`` one whose lease is gone or stale is
+    reported (not yet marked) as ``killed``."""
+    out = []
+    for name in store.list(RUNS):
+        folder = f"{RUNS}/{name}"
+        state = read_state(store, folder)
+        status = state.get("status") or ("complete" if store.exists(folder, "results.json") else "incomplete")
+        stage = state.get("interrupted_at_stage") or state.get("stage")
+        if status == "running":
+            lease = current_lease(store, folder)
+            if lease is None or lease.is_free():
+                status = "killed"
+        started = state.get("started")
+        out.append(RunInfo(folder, status, stage, float(started) if isinstance(started, int | float) else None))
+    return out
+
+
+def killed_runs(store: Store) -> list[RunInfo]:
+    """Mark every run whose sweep was killed ``incomplete`` (at the stage it had reached)."""
+    killed = [r for r in list_runs(store) if r.status == "killed"]
+    for run in killed:
+        update_state(store, run.folder, status="incomplete", interrupted_at_stage=run.stage,
+                     reason="killed: its sweep stopped without finishing")
+    return killed
+
+
+def remove_run(store: Store, folder: str) -> None:
+    """Delete a run folder and its lease."""
+    for path in (folder, f"leases/{folder}"):
+        if store.exists(path):
+            store.fs.rm(store._fs_path(path), recursive=True)
