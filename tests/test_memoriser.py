@@ -43,7 +43,7 @@ generators:
   - {{name: memoriser, kind: npz, params: {{path: {tmp_path / "train.npz"}}}}}
 classifier: {{recipe: digits-small, overrides: {{epochs: 6, milestones: [5], batch_size: 32}}}}
 sampler: {{batch_size: 64, shard_size: 150, num_actors: 2}}
-metrics: {{feature_extractor: none}}
+metrics: {{extractors: none}}
 """), "memoriser.yaml")
     _, records = run_sweep(config)
     real, memoriser = records
