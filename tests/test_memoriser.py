@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from harness.config import parse_config
+from harness.config_file import parse_config
 from harness.report.statistics import wilson_interval
 from harness.shards import ShardSet
 from harness.store import Store
