@@ -87,7 +87,7 @@ def dataset_classes(cfg: DatasetConfig, source: str) -> list[str] | int | None:
                               f"of images per class")
         return names
     if cfg.kind == "npz":
-        tops = [int(npz_labels(Path(cfg.params[s]), f"{field}.{s}").max(initial=-1)) for s in ("train", "val")]
+        tops = [int(npz_labels(Path(cfg.params[s]), f"{field}.{s}").max(initial=-1)) for s in ("train", "test")]
         return [str(i) for i in range(max(tops) + 1)]
     root = cfg.params.get("root")
     if root is not None and not cfg.params.get("download", True):
