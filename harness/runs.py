@@ -11,6 +11,7 @@ stale, and :func:`killed_runs` (called by every sweep and by ``harness clean``) 
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import time
@@ -59,6 +60,11 @@ def start_run(store: Store, folder: str) -> tuple[str, Lease]:
     raise RuntimeError(f"no free run folder name near {store.path(folder)}")
 
 
+def _now() -> str:
+    """The local time in ISO 8601 with its UTC offset, as run.json's ``date`` is written."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def set_stage(store: Store, folder: str, stage: str) -> None:
     update_state(store, folder, stage=stage)
 
@@ -73,10 +79,10 @@ def finish_run(store: Store, folder: str, lease: Lease, *, stage: str | None = N
     kept = {k: v for k, v in (earlier or {}).items() if k in ("started", "host", "pid")}
     seconds = {k: round(float(v), 2) for k, v in (stage_seconds or {}).items()}
     if stage is None:
-        update_state(store, folder, **kept, stage_seconds=seconds, status="complete", finished=time.time())
+        update_state(store, folder, **kept, stage_seconds=seconds, status="complete", finished=_now())
     else:
         update_state(store, folder, **kept, stage_seconds=seconds, status="incomplete", interrupted_at_stage=stage,
-                     reason=reason, finished=time.time())
+                     reason=reason, finished=_now())
     lease.release(note=reason or "")
 
 

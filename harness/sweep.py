@@ -101,7 +101,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     from harness.sample import run_sampling
 
     timer = StageTimer()
-    with timer.stage("check"):
+    with timer.stage("prepare"):
         recipe = preflight(config, source, store_field)
         status("\n".join(plan_lines(config, source)))
     store = Store.open(config.store)

@@ -50,14 +50,14 @@ def summary_table(markdown: str) -> list[dict[str, str]]:
 def test_run_folder_holds_a_complete_run_with_its_provenance_and_stage_times(swept: dict) -> None:
     info = json.loads((swept["run"] / "run.json").read_text())
     assert info["status"] == "complete" and info["finished"] >= info["date"]
-    assert set(info["stage_seconds"]) == {"prepare", "sample", "train", "measure", "report"}
+    assert set(info["stage_seconds"]) == {"prepare", "sample", "train", "features", "report"}
     prov = info["provenance"]
     assert prov["seeds"] == [0] and "nothree" in prov["config"] and prov["libraries"]["torch"]
     assert prov["store_keys"]["dataset"] == info["dataset"]
     assert {k.split(" ")[0] for k in prov["store_keys"]} == {"dataset", "samples", "trial"}
     [(extractor, checksum)] = info["extractor_weights"].items()
     assert extractor.startswith("domain-") and re.fullmatch("[0-9a-f]{64}", checksum)
-    for stage in ("prepare", "sample", "train", "measure", "report"):
+    for stage in ("prepare", "sample", "train", "features", "report"):
         assert re.search(rf"^{stage}\s+\S+\s+\d+%$", swept["stderr"], re.M), stage
     assert all(r["params"] is not None for r in swept["records"])
     assert next(r for r in swept["records"] if r["generator"] == "cvae")["params"]["steps"] == 300

@@ -21,7 +21,7 @@ from harness.progress import format_seconds
 DISTRIBUTION = "cas-harness"
 LIBRARIES = ("torch", "torchvision", "ray", "numpy", "scipy", "matplotlib")
 #: The sweep's stages in the order they run (a stored dict's keys come back sorted).
-STAGES = ("prepare", "sample", "train", "measure", "report")
+STAGES = ("prepare", "sample", "train", "features", "report")
 OPTIONAL_LIBRARIES = ("diffusers", "timm", "transformers", "pytorch-pretrained-biggan")
 
 
