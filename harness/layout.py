@@ -6,10 +6,9 @@ Every stage output sits under a key that hashes the spec that made it together w
 not found and are made again.
 
 ```
-datasets/<key>/train/              the real train split (less a monitoring split, where one is carved)
-datasets/<key>/{test,val}/         the split CAS is measured on: the official held-out split (test), or one
-                                   carved from the train data (val: the digits); see data.readers.cas_split_name
-datasets/<key>/monitor/            a monitoring split carved off an official train split (val_fraction)
+datasets/<key>/{train,val}/        the real train split (less a monitoring split, where val_fraction carves one), and
+                                   the split CAS is measured on: the official held-out split, or one carved from the
+                                   train data (the digits); records name which (data.readers.cas_split_name)
 samples/<key>/                     one block of a generator's sample stream (shards + manifest)
 generators/<kind>-<key>/model.pt   generators trained by the harness (cvae, cgan)
 trials/<key>/result.json, model.pt, checkpoint.pt, predictions.npz

@@ -65,17 +65,17 @@ def test_a_plugin_guidance_scale_sweep_gives_per_scale_rows(ray_local, tmp_path:
 
 @pytest.fixture(scope="module")
 def dit_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 1,000-class RGB 16×16 dataset of ten train and ten validation images (DiT's classes are ImageNet's
+    """A 1,000-class RGB 16×16 dataset of ten train and ten test images (DiT's classes are ImageNet's
     1,000; ten of them hold images) and a tiny DiT swept over two guidance scales."""
     folder = tmp_path_factory.mktemp("dit")
     rng = np.random.default_rng(0)
     labels = np.linspace(0, 999, 10).astype(np.int64)
-    for split in ("train", "val"):
+    for split in ("train", "test"):
         np.savez(folder / f"{split}.npz", rng.integers(0, 256, (10, 16, 16, 3), dtype=np.uint8), labels)
     model = save_tiny_dit(folder / "tiny-dit", latent=8)
     return write_config(folder / "dit.yaml", f"""
 name: dit
-dataset: {{kind: npz, params: {{train: {folder / 'train.npz'}, val: {folder / 'val.npz'}}}}}
+dataset: {{kind: npz, params: {{train: {folder / 'train.npz'}, test: {folder / 'test.npz'}}}}}
 generators:
   - {{name: real, kind: real}}
   - name: tiny-dit

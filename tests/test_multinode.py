@@ -146,7 +146,7 @@ def test_sampling_uses_only_the_actors_that_start(three_nodes: dict[str, str], t
     store = Store(str(tmp_path))
     real = materialize(DatasetConfig(kind="digits"), store, shard_size=200)
     generator = GeneratorConfig(name="stripes", kind="tests.plugin_generator:StripeGenerator")
-    sample_set = plan_sample_set(generator, (("truncation", None),), 0, real)
+    sample_set = plan_sample_set(generator, (("truncation", None),), 0, real, shard_size=200)
     before = actors()
     outcome = run_sampling([sample_set], real, store, SamplerConfig(num_actors=3, resources={"fake_gpu": 1},
                                                                      shard_size=200))

@@ -147,3 +147,19 @@ def test_a_fixed_class_order_is_checked_before_sampling(digits_store) -> None:
         plan_cells(config("", plugin), reversed_names)
     assert np.array_equal(np.asarray(digits.class_names), np.arange(10).astype(str))
     assert len(plan_cells(config(), digits)) == 3  # no fixed order: nothing to check
+
+
+def test_records_and_report_rows_say_how_much_data_a_cell_trained_on(digits_store) -> None:
+    from harness.report.aggregate import mode_label
+    from harness.report.records import RunContext, make_record
+
+    store, real = digits_store
+    cells = plan_cells(config("sample_multiplier: 2\naugmentation_ratios: [3]\nnas_step_matched_real: true\n"), real)
+    run = RunContext(dataset=real.key, recipe_name="digits-small", recipe=DIGITS_SMALL, test_split="val")
+    records = [make_record(c, {"error": "not trained"}, {}, run).to_dict() for c in cells]
+    assert [(r["mode"], r["augmentation_ratio"], r["sample_multiplier"]) for r in records] == [
+        ("real", None, None), ("real-steps", 3, None), ("cas", None, 2), ("nas", 3, None), ("cas", None, 2),
+        ("nas", 3, None)]
+    assert {r["test_split"] for r in records} == {"val"}
+    assert records[1]["recipe_settings"]["epochs"] == 4 * records[0]["recipe_settings"]["epochs"] == 4 * 30
+    assert [mode_label(r) for r in records[:3]] == ["real", "real, steps of NAS r=3", "2×samples (CAS)"]

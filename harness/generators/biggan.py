@@ -4,6 +4,11 @@
 once by that package to its cache) or a folder holding its ``config.json`` and
 ``pytorch_model.bin``.
 
+Class index i is the i-th ImageNet class in the standard sorted-wnid order (the one-hot
+class vector the model was trained with); the kind declares ``class_order="imagenet-wnid"``
+in the registry, and the plan refuses a dataset whose classes are not in that order before
+anything is sampled (:mod:`harness.generators.class_order`).
+
 Truncation reaches the model twice. z is drawn in the generator's truncation mode, by
 default BigGAN's own ``scaled`` convention z = τ · TN(-2, 2) (see
 :mod:`harness.generators.truncation`), and the model's own ``truncation`` input picks the batch-norm

@@ -138,7 +138,8 @@ def summarize(records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> 
             "augmentation_ratio": ratio, "truncation_mode": first.get("truncation_mode"), "cells": len(rs),
             "seeds": len(ok), "seed_list": [r["seed"] for r in ok], "failed": len(rs) - len(ok),
             "errors": sorted({str(r.get("error")) for r in rs if r["status"] != "ok"}),
-            "sample_set": first.get("sample_set"), "metric_n": _metric_n(first, info), "best": False}
+            "sample_set": first.get("sample_set"), "sample_multiplier": first.get("sample_multiplier"),
+            "metric_n": _metric_n(first, info), "best": False}
         for column in columns:
             for key in (column.key, column.std):
                 values = [r[key] for r in rs if key and r.get(key) is not None]
@@ -311,6 +312,10 @@ def knob_header(knob: str) -> str:
 def mode_label(row: Mapping[str, Any]) -> str:
     if row["mode"] == "nas":
         return f"real + {row['augmentation_ratio']:g}×samples"
+    if row["mode"] == "real-steps":
+        return f"real, steps of NAS r={row['augmentation_ratio']:g}"
+    if row["mode"] == "cas" and row.get("sample_multiplier") not in (None, 1):
+        return f"{row['sample_multiplier']:g}×samples (CAS)"
     return MODE_NAMES.get(row["mode"], row["mode"])
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import fsspec
 import numpy as np
 
+from harness.data.readers import cas_split_name
 from harness.progress import format_seconds
 from harness.report.aggregate import class_extremes, per_class_csv, results_csv, summarize, table_lines
 from harness.report.compare import correctness, mark_ties
@@ -84,7 +85,7 @@ def run_info(store: Store, folder: str, config: SweepConfig, real: RealData) -> 
     info = {"run": store.path(folder), "name": config.name, "date": now(),
             "dataset": real.key, "class_names": list(real.class_names), "image_shape": list(real.image_shape),
             "n_train": real.n_train, "train_folder": real.train.folder, "test_folder": real.val.folder,
-            "test_split": real.val.folder.rsplit("/", 1)[-1], "n_val": int(real.val.manifest()["n"]),
+            "test_split": cas_split_name(config.dataset), "n_val": int(real.val.manifest()["n"]),
             "recipe": config.classifier.recipe, "seeds": list(config.seeds),
             "augmentation_ratios": list(config.augmentation_ratios),
             "metrics_max_samples": config.metrics.max_samples,
