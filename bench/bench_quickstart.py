@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.report.provenance import STAGES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,7 +42,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs")
     print(f"{config.name}: empty store {cold:.0f} s; everything reused {warm:.0f} s")
     print("empty store, per stage:")
-    for name, seconds in stages.items():
+    for name, seconds in sorted(stages.items(), key=lambda item: STAGES.index(item[0])):
         print(f"  {name:<9} {seconds:6.1f} s  {100 * seconds / cold:3.0f}%")
     print(f"  {'start-up':<9} {cold - sum(stages.values()):6.1f} s  (process, imports; outside the stages)")
     outside = cold - stages["train"]
