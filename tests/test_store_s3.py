@@ -42,16 +42,31 @@ def local_sweep(ray_on_s3: str, tmp_path_factory: pytest.TempPathFactory) -> tup
     return tmp, run, records
 
 
+ACCURACIES = ("top1", "top5", "per_class_accuracy")
+
+
 @pytest.mark.slow
 def test_the_reduced_quickstart_gives_the_expected_numbers(local_sweep: tuple[Path, str, list[dict[str, Any]]],
                                                            tmp_path: Path) -> None:
-    """Same seeds, same locked libraries, same numbers: Top-1, Top-5, per class, data sizes and the
-    content keys of the sets (which change with the store format)."""
+    """Same seeds, same locked libraries, same numbers: the cells, data sizes and the content keys
+    of the sets (which change with the store format) exactly; Top-1, Top-5 and per-class accuracy
+    within 2 test images of 360 (per class: one image of about 36). On the machine that made them
+    they came out identical run after run; the margin is for another CPU's floating-point
+    rounding, not for a change of protocol, which moves them by more."""
     got = comparable(local_sweep[2])
     (tmp_path / EXPECTED.name).write_text(json.dumps(got, indent=1) + "\n")
-    assert got == json.loads(EXPECTED.read_text()), (
-        f"the reduced quickstart's numbers changed; if that is meant (the store format is bumped), "
-        f"copy {tmp_path / EXPECTED.name} to {EXPECTED}")
+    expected = json.loads(EXPECTED.read_text())
+    hint = (f"the reduced quickstart's numbers changed; if that is meant (and the store format is bumped), "
+            f"copy {tmp_path / EXPECTED.name} to {EXPECTED}")
+
+    def exact(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k not in ACCURACIES} for r in records]
+
+    assert exact(got) == exact(expected), hint
+    for cell, want in zip(got, expected, strict=True):
+        assert cell["top1"] == pytest.approx(want["top1"], abs=2 / 360), hint
+        assert cell["top5"] == pytest.approx(want["top5"], abs=2 / 360), hint
+        assert cell["per_class_accuracy"] == pytest.approx(want["per_class_accuracy"], abs=1 / 30), hint
 
 
 @pytest.mark.slow
