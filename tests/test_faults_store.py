@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
@@ -33,23 +32,9 @@ from harness.runs import RUN_JSON, list_runs, read_state, start_run
 from harness.shards import MANIFEST, ShardSet
 from harness.store import Store, encode_arrays
 from harness.verify import read_trusted, repair_shard_set, verify_shard_set, verify_store, write_checked
-from tests.sweep_support import BUCKET, local_s3
+from tests.sweep_support import BUCKET
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with local_s3() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "local":
-        return Store(str(tmp_path / "store"))
-    request.getfixturevalue("s3_endpoint")
-    return Store(f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}")
 
 
 def test_a_write_by_another_client_is_seen_at_once_on_s3(s3_endpoint: str) -> None:

@@ -10,32 +10,15 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harness.lease import Lease, LeaseError, clean_leases, current_lease, stale_leases
 from harness.store import Store
-from tests.sweep_support import BUCKET, local_s3
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "samples/0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    with local_s3() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    if request.param == "local":
-        return Store(str(tmp_path / "store"))
-    request.getfixturevalue("s3_endpoint")
-    return Store(f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}")
 
 
 def write_lease(store: Store, generation: int, **fields: object) -> None:

@@ -36,6 +36,15 @@ def distinct_pool(path: Path, counts: np.ndarray, seed: int = 0) -> np.ndarray:
     return labels
 
 
+def pool_generator(folder: Path, digits_store, counts: np.ndarray) -> tuple[Path, GeneratorConfig, PoolGenerator]:
+    """An ``npz`` generator over ``folder/pool.npz``, a :func:`distinct_pool` of ``counts``: path, spec, generator."""
+    store, real = digits_store
+    path = folder / "pool.npz"
+    distinct_pool(path, counts)
+    spec = GeneratorConfig(name="pool", kind="npz", params={"path": str(path)})
+    return path, spec, build_generator(spec, real, store)
+
+
 def label_of(images: np.ndarray, path: Path) -> np.ndarray:
     """The pool label of each drawn image, found by its content."""
     pool, labels = open_npz_batch(path, "pool")
@@ -49,12 +58,8 @@ def test_class_positions() -> None:
 
 def test_a_pool_as_large_as_the_set_yields_distinct_images_over_shards_and_blocks(tmp_path: Path,
                                                                                      digits_store) -> None:
-    store, real = digits_store
-    counts = np.asarray(real.train_counts)
-    path = tmp_path / "pool.npz"
-    distinct_pool(path, 2 * counts)
-    spec = GeneratorConfig(name="pool", kind="npz", params={"path": str(path)})
-    gen = build_generator(spec, real, store)
+    _, real = digits_store
+    path, spec, gen = pool_generator(tmp_path, digits_store, 2 * np.asarray(real.train_counts))
     knobs = ()
     block0 = plan_sample_set(spec, knobs, 0, real, block=0, shard_size=100)
     block1 = plan_sample_set(spec, knobs, 0, real, block=1, shard_size=100)
@@ -73,11 +78,8 @@ def test_a_pool_as_large_as_the_set_yields_distinct_images_over_shards_and_block
 
 def test_the_old_per_call_permutation_repeats_images(tmp_path: Path, digits_store) -> None:
     """What the shard view fixes: ``sample()`` calls are streams of their own, so separate calls repeat images."""
-    store, real = digits_store
-    path = tmp_path / "pool.npz"
-    distinct_pool(path, np.asarray(real.train_counts))
-    spec = GeneratorConfig(name="pool", kind="npz", params={"path": str(path)})
-    gen = build_generator(spec, real, store)
+    _, real = digits_store
+    _, spec, gen = pool_generator(tmp_path, digits_store, np.asarray(real.train_counts))
     labels = torch.from_numpy(np.concatenate(plan_sample_set(spec, (), 0, real).shards()))
     rng = torch.Generator().manual_seed(0)
     per_call = np.concatenate([gen.sample(labels[i:i + 100], None, rng).numpy() for i in range(0, len(labels), 100)])
@@ -87,11 +89,8 @@ def test_the_old_per_call_permutation_repeats_images(tmp_path: Path, digits_stor
 
 
 def test_a_shard_view_takes_its_labels_in_order(tmp_path: Path, digits_store) -> None:
-    store, real = digits_store
-    path = tmp_path / "pool.npz"
-    distinct_pool(path, np.asarray(real.train_counts))
-    spec = GeneratorConfig(name="pool", kind="npz", params={"path": str(path)})
-    gen = build_generator(spec, real, store)
+    _, real = digits_store
+    _, spec, gen = pool_generator(tmp_path, digits_store, np.asarray(real.train_counts))
     s = plan_sample_set(spec, (), 0, real, shard_size=100)
     shard = gen.shard(s.stream_seed, s.shards()[2], s.pool_positions(2))
     with pytest.raises(GeneratorError, match=r"'pool': labels 0..9 of the shard are not the ones planned"):

@@ -183,21 +183,23 @@ def compute_set_features(sets: dict[str, int | None], store: Store, specs: Seque
     cached = sum(len(v) == len(specs) for v in out.values())
     status(f"[features] {len(sets)} sets ({', '.join(s.kind for s in specs)}): {cached} cached in the store, "
            f"{len(sets) - cached} to extract")
+    made: dict[str, SetFeatures | str] = {}
     for owned in in_turns(store, list(missing), done=store.exists):
-        _extract({path: missing[path] for path in owned}, sets, store, max_samples, seed, batch_size, num_gpus,
-                 num_actors, out)
+        made.update(_extract({path: missing[path] for path in owned}, sets, store, max_samples, seed, batch_size,
+                             num_gpus, num_actors))
     for path, (folder, spec) in missing.items():
-        if spec.kind not in out[folder]:
+        if path not in made:  # made by a concurrent sweep
             data = read_trusted(store, path)
-            out[folder][spec.kind] = (SetFeatures.from_bytes(data) if data is not None
-                                      else f"the {spec.kind} features of {folder} are missing from the store")
+            made[path] = (SetFeatures.from_bytes(data) if data is not None
+                          else f"the {spec.kind} features of {folder} are missing from the store")
+        out[folder][spec.kind] = made[path]
     return out
 
 
 def _extract(owned: dict[str, tuple[str, ExtractorSpec]], sets: dict[str, int | None], store: Store,
-             max_samples: int, seed: int, batch_size: int, num_gpus: float, num_actors: int,
-             out: dict[str, dict[str, SetFeatures | str]]) -> None:
-    """Extract the ``owned`` (cache path → set folder and extractor) features into ``out``, caching each."""
+             max_samples: int, seed: int, batch_size: int, num_gpus: float,
+             num_actors: int) -> dict[str, SetFeatures | str]:
+    """The ``owned`` features (cache path → set folder and extractor), pooled, each cached; or their errors."""
     kinds: dict[str, list[str]] = {}
     for folder, spec in owned.values():
         kinds.setdefault(folder, []).append(spec.kind)
@@ -218,10 +220,11 @@ def _extract(owned: dict[str, tuple[str, ExtractorSpec]], sets: dict[str, int | 
         progress.advance()
     for actor in actors:
         ray.kill(actor)
-    for path, (folder, spec) in owned.items():
-        out[folder][spec.kind] = pool(parts[folder, spec.kind])
-        if isinstance(out[folder][spec.kind], SetFeatures):
-            write_checked(store, out[folder][spec.kind].to_bytes(), path)
+    made = {path: pool(parts[folder, spec.kind]) for path, (folder, spec) in owned.items()}
+    for path, features in made.items():
+        if isinstance(features, SetFeatures):
+            write_checked(store, features.to_bytes(), path)
+    return made
 
 
 @dataclass(frozen=True)
