@@ -250,13 +250,18 @@ def test_two_concurrent_sweeps_on_s3_share_the_work(reference: tuple[Path, Path,
         store = Store(uri)
         leases = {folder: store.list("leases", *folder.split("/")) for folder in
                   {r["sample_set"] for r in expected if r["sample_set"]}}
+        leases.update({f"trials/{key}": store.list("leases", "trials", key) for key in store.list("leases", "trials")})
     for code, records in outcomes:
         assert code == 0 and same_results(records) == same_results(expected)
-    assert sum(e.count("[sample] making ") for e in err) == 1  # one sweep drew the samples
-    assert sum(e.count("[train] 4/4 trials") for e in err) == 1  # one trained the classifiers
+    sample_sets = {r["sample_set"] for r in expected if r["sample_set"]}
+    made = [int(n) for e in err for n in re.findall(r"^\[sample\] making (\d+) sample sets", e, re.M)]
+    assert sum(made) == len(sample_sets)  # each sample set drawn once, by one sweep or the other
+    fitted = [int(n) for e in err for n, total in re.findall(r"^\[train\] (\d+)/(\d+) trials", e, re.M) if n == total]
+    assert sum(fitted) == 4  # each of the four classifiers trained once, by one sweep or the other
     extracted = [int(n) for e in err for n in re.findall(r"^\[features\] extracting (\d+) sets", e, re.M)]
     assert sum(extracted) == 5  # each of the five sets' features extracted once, by one sweep or the other
-    assert leases == {key: ["00000000.json"] for key in leases}  # each set leased once, never taken over
+    assert sum(key.startswith("trials/") for key in leases) == 4
+    assert leases == {key: ["00000000.json"] for key in leases}  # each set and trial leased once, never taken over
 
 
 @pytest.fixture
