@@ -248,7 +248,11 @@ def test_kid_on_whole_sets_matches_bruteforce():
     assert std < 1e-12
 
 
-def test_kid_subsets_match_sklearn_kernel():
+@pytest.mark.parametrize("block_elements", [1 << 24, 7 * 150, 1])  # one block; blocks of 7 rows; one row each
+def test_kid_subsets_match_sklearn_kernel(block_elements: int, monkeypatch: pytest.MonkeyPatch):
+    from harness.metrics import scores
+
+    monkeypatch.setattr(scores, "_BLOCK_ELEMENTS", block_elements)
     rng = np.random.default_rng(8)
     a = rng.standard_normal((120, 16))
     b = rng.standard_normal((150, 16)) + 0.2
