@@ -28,13 +28,14 @@ def write_folder(root: Path, per_class: dict[str, int]) -> None:
 
 
 @pytest.mark.slow
-def test_parallel_materialize_matches_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize("min_parallel", [100, 50])  # the val split's 60 images: by this process; by the workers
+def test_parallel_materialize_matches_serial(min_parallel: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture) -> None:
     import ray
 
     write_folder(tmp_path / "data", {"a": 150, "b": 100, "c": 50})
     cfg = DatasetConfig(kind="folder", params={"root": str(tmp_path / "data"), "image_size": 8})
-    monkeypatch.setattr(materialize_module, "MIN_PARALLEL_IMAGES", 100)
+    monkeypatch.setattr(materialize_module, "MIN_PARALLEL_IMAGES", min_parallel)
     monkeypatch.setattr(materialize_module, "MIN_CHUNK_IMAGES", 20)
     serial = materialize(cfg, Store(str(tmp_path / "serial")), shard_size=70)
     assert "[dataset folder/train] 5/5 shards" in capsys.readouterr().err
@@ -44,7 +45,8 @@ def test_parallel_materialize_matches_serial(tmp_path: Path, monkeypatch: pytest
         parallel = materialize(cfg, Store(str(tmp_path / "parallel")), shard_size=70)
     finally:
         ray.shutdown()
-    assert "[dataset folder/train] 5/5 shards" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "[dataset folder/train] 5/5 shards" in err and "[dataset folder/val] 1/1 shards" in err
     for a, b in ((serial.train, parallel.train), (serial.val, parallel.val)):
         assert a.manifest() == b.manifest()
     manifest = parallel.train.manifest()

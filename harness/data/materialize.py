@@ -2,10 +2,11 @@
 
 Images go into shards in a seeded random order, so that every shard holds a random
 sample of the classes (a folder dataset lists its images class by class, and a streaming
-reader shuffles within a few shards only). When Ray is running and the split is large,
-one Ray worker per CPU of this node (where the source is) decodes and resizes chunks of
-images in parallel, and each shard is encoded and written by one call of its own;
-otherwise this process does it all. Both give the same shards.
+reader shuffles within a few shards only). When Ray is running and a split is large,
+one Ray worker per CPU of this node (where the source is), started once for both
+splits, decodes and resizes chunks of images in parallel, and each shard is encoded and
+written by one call of its own; otherwise this process does it all. Both give the same
+shards.
 """
 
 from __future__ import annotations
@@ -49,17 +50,34 @@ CHUNKS_PER_CPU = 8
 
 
 class _SplitWorker:
-    """Holds a split's loader (unpickled once: a folder's loader carries every file name) and
-    loads chunks of it or writes shards from chunks."""
+    """Holds the splits' loaders (unpickled once: a folder's loader carries every file name) and
+    loads chunks of them or writes shards from chunks."""
 
-    def __init__(self, split: Split) -> None:
-        self.split = split
+    def __init__(self, splits: dict[str, Split]) -> None:
+        self.splits = splits
 
-    def load(self, idx: np.ndarray) -> np.ndarray:
-        return self.split.load(idx)
+    def load(self, name: str, idx: np.ndarray) -> np.ndarray:
+        return self.splits[name].load(idx)
 
     def write(self, shards: ShardSet, index: int, labels: np.ndarray, num_classes: int, *chunks: np.ndarray) -> dict:
         return shards.write_shard(index, np.concatenate(chunks), labels, num_classes)
+
+
+@dataclass
+class _SplitWrite:
+    """One split on its way into the store: its images in seeded shard groups, and where they go."""
+
+    split: Split
+    shards: ShardSet
+    spec: dict
+    groups: list[np.ndarray]
+    progress: Progress
+
+    @classmethod
+    def plan(cls, split: Split, shards: ShardSet, spec: dict, shard_size: int, seed: int, stage: str) -> _SplitWrite:
+        order = np.random.default_rng(seed).permutation(len(split.labels))
+        groups = [order[start:start + shard_size] for start in range(0, len(order), shard_size)]
+        return cls(split, shards, spec, groups, Progress(stage, total=len(groups), unit="shards"))
 
 
 def _local_cpus() -> int:
@@ -72,59 +90,65 @@ def _local_cpus() -> int:
     return int(next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == here), 0))
 
 
-def _write_parallel(split: Split, shards: ShardSet, groups: list[np.ndarray], num_classes: int,
-                    cpus: int, progress: Progress) -> list[dict]:
-    """Shards written by one Ray worker per CPU of this node: chunks loaded in parallel, one writer call per shard.
+def _write_parallel(writes: dict[str, _SplitWrite], num_classes: int, cpus: int) -> dict[str, list[dict]]:
+    """Each split's shard entries, written by one Ray worker per CPU of this node: chunks loaded in parallel,
+    one writer call per shard.
 
-    A split is cut into about ``CHUNKS_PER_CPU`` chunks per CPU, and only enough shards to
-    keep every CPU busy are in flight at once, so the object store holds a few shards'
-    images, not the dataset's.
+    The workers start once for all the splits, and the splits' shards form one queue, so no
+    CPU waits between splits. A split is cut into about ``CHUNKS_PER_CPU`` chunks per CPU,
+    and only enough shards to keep every CPU busy are in flight at once, so the object store
+    holds a few shards' images, not the dataset's.
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    split_ref = ray.put(split)
+    splits_ref = ray.put({name: w.split for name, w in writes.items()})
     worker_class = ray.remote(num_cpus=1)(_SplitWorker)
-    workers = [worker_class.options(scheduling_strategy=here).remote(split_ref) for _ in range(cpus)]
-    shard_size = max(len(g) for g in groups)
-    chunk = min(shard_size, max(MIN_CHUNK_IMAGES, math.ceil(len(split.labels) / (CHUNKS_PER_CPU * cpus))))
-    window = 1 + math.ceil(cpus * chunk / shard_size)
-    pending, entries, todo, calls = [], [], list(enumerate(groups)), 0
+    workers = [worker_class.options(scheduling_strategy=here).remote(splits_ref) for _ in range(cpus)]
+    chunks = {name: min(max(map(len, w.groups)),
+                        max(MIN_CHUNK_IMAGES, math.ceil(len(w.split.labels) / (CHUNKS_PER_CPU * cpus))))
+              for name, w in writes.items()}
+    window = 1 + max(math.ceil(cpus * chunks[name] / max(map(len, w.groups))) for name, w in writes.items())
+    todo = [(name, index, idx) for name, w in writes.items() for index, idx in enumerate(w.groups)]
+    entries: dict[str, list[dict]] = {name: [] for name in writes}
+    pending: dict[ray.ObjectRef, str] = {}
+    loads = 0
     try:
         while todo or pending:
             while todo and len(pending) < window:
-                index, idx = todo.pop(0)
-                chunks = []
-                for start in range(0, len(idx), chunk):
-                    chunks.append(workers[calls % cpus].load.remote(idx[start:start + chunk]))
-                    calls += 1
-                pending.append(workers[index % cpus].write.remote(shards, index, split.labels[idx], num_classes,
-                                                                   *chunks))
-            done, pending = ray.wait(pending, num_returns=1)
-            entries.append(ray.get(done[0]))
-            progress.advance()
+                name, index, idx = todo.pop(0)
+                size = chunks[name]
+                refs = []
+                for start in range(0, len(idx), size):
+                    refs.append(workers[loads % cpus].load.remote(name, idx[start:start + size]))
+                    loads += 1
+                w = writes[name]
+                pending[workers[index % cpus].write.remote(w.shards, index, w.split.labels[idx], num_classes,
+                                                           *refs)] = name
+            done, _ = ray.wait(list(pending), num_returns=1)
+            name = pending.pop(done[0])
+            entries[name].append(ray.get(done[0]))
+            writes[name].progress.advance()
     finally:
         for worker in workers:
             ray.kill(worker)
     return entries
 
 
-def _write_split(split: Split, shards: ShardSet, spec: dict, num_classes: int,
-                 image_shape: tuple[int, int, int], shard_size: int, what: str, seed: int) -> None:
-    n = len(split.labels)
-    order = np.random.default_rng(seed).permutation(n)
-    groups = [order[start:start + shard_size] for start in range(0, n, shard_size)]
-    progress = Progress(f"dataset {what}", total=len(groups), unit="shards")
+def _write_splits(writes: dict[str, _SplitWrite], num_classes: int, image_shape: tuple[int, int, int]) -> None:
+    """Every split's shards and manifest: the large splits by Ray workers when this node offers
+    two CPUs or more, the others by this process."""
     cpus = _local_cpus()
-    if cpus >= 2 and n >= MIN_PARALLEL_IMAGES:
-        entries = _write_parallel(split, shards, groups, num_classes, cpus, progress)
-    else:
-        entries = []
-        for index, idx in enumerate(groups):
-            entries.append(shards.write_shard(index, split.load(idx), split.labels[idx], num_classes))
-            progress.advance()
-    shards.write_manifest(spec, entries, num_classes, image_shape)
+    large = {name: w for name, w in writes.items() if len(w.split.labels) >= MIN_PARALLEL_IMAGES}
+    entries = _write_parallel(large, num_classes, cpus) if cpus >= 2 and large else {}
+    for name, w in writes.items():
+        if name not in entries:
+            entries[name] = []
+            for index, idx in enumerate(w.groups):
+                entries[name].append(w.shards.write_shard(index, w.split.load(idx), w.split.labels[idx], num_classes))
+                w.progress.advance()
+        w.shards.write_manifest(w.spec, entries[name], num_classes, image_shape)
 
 
 def materialize(cfg: DatasetConfig, store: Store, shard_size: int = 10_000) -> RealData:
@@ -141,9 +165,10 @@ def materialize(cfg: DatasetConfig, store: Store, shard_size: int = 10_000) -> R
         if bad:
             raise ValueError(f"dataset {cfg.kind}: labels {bad[:5]} lie outside 0..{num_classes - 1}")
         info = {"dataset": spec, "class_names": splits.class_names}
-        for name, split, shards in (("train", splits.train, train), ("val", splits.val, val)):
-            _write_split(split, shards, {**info, "split": name}, num_classes, splits.image_shape,
-                         shard_size, f"{cfg.kind}/{name}", cfg.split_seed)
+        _write_splits({name: _SplitWrite.plan(split, shards, {**info, "split": name}, shard_size, cfg.split_seed,
+                                              f"dataset {cfg.kind}/{name}")
+                       for name, split, shards in (("train", splits.train, train), ("val", splits.val, val))},
+                      num_classes, splits.image_shape)
     manifest = train.manifest()
     return RealData(key=key, train=train, val=val,
                     class_names=tuple(manifest["spec"]["class_names"]),
