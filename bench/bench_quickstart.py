@@ -3,7 +3,8 @@
 Runs `harness sweep configs/quickstart.yaml` in a fresh process against a temporary store,
 then once more against the same store (everything reused), and prints both times, the cold
 run's time per stage (from its run.json) with the share of the wall spent outside training
-(process start-up and imports included), each cell's training time and the CAS table.
+(process start-up and imports included), how long each generator took to prepare (the
+embedded ones are trained there), each cell's training time and the CAS table.
 Usage: .venv/bin/python bench/bench_quickstart.py [CONFIG]
 """
 
@@ -39,7 +40,8 @@ def main() -> None:
         cold, run_dir, table = run(config, store)
         warm, _, _ = run(config, store)
         records = json.loads((run_dir / "results.json").read_text())
-        stages = json.loads((run_dir / "run.json").read_text())["stage_seconds"]
+        info = json.loads((run_dir / "run.json").read_text())
+        stages, prepared = info["stage_seconds"], info["sampling"]["generator_prepare_seconds"]
     print(f"machine: {os.cpu_count()} CPUs")
     print(f"{config.name}: empty store {cold:.0f} s; everything reused {warm:.0f} s")
     print("empty store, per stage:")
@@ -48,6 +50,11 @@ def main() -> None:
     print(f"  {'start-up':<9} {cold - sum(stages.values()):6.1f} s  (process, imports; outside the stages)")
     outside = cold - stages["train"]
     print(f"outside training: {outside:.0f} s of {cold:.0f} s, {100 * outside / cold:.0f}%")
+    longest = max(prepared.values(), default=0.0)
+    print("  of which, in the sample stage, the generators' preparation (the embedded ones trained, one actor "
+          "each, at once): " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in prepared.items()))
+    print(f"outside training, the longest generator preparation aside: {outside - longest:.0f} s, "
+          f"{100 * (outside - longest) / cold:.0f}%")
     print("training per cell: " + ", ".join(f"{r['train_seconds']:.0f} s" for r in records if "train_seconds" in r))
     print("the CAS table of the empty-store run:")
     print(table.rstrip().rsplit("\n", 1)[0])

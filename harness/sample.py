@@ -112,11 +112,52 @@ class Sampler:
 
 
 @dataclass
+class SamplingTimes:
+    """Where sampling's time went, for what this process made: each generator's preparation (built,
+    loaded, or for embedded kinds trained) in seconds, and per sample set the images drawn and the
+    actor-seconds spent drawing, checking and writing them."""
+
+    prepare_seconds: dict[str, float] = field(default_factory=dict)
+    images: dict[str, int] = field(default_factory=dict)
+    actor_seconds: dict[str, float] = field(default_factory=dict)
+
+    def add_shard(self, key: str, images: int, seconds: float) -> None:
+        self.images[key] = self.images.get(key, 0) + images
+        self.actor_seconds[key] = self.actor_seconds.get(key, 0.0) + seconds
+
+    def summary(self, sets: list[SampleSet]) -> list[str]:
+        """A line per generator: how long its preparation took, and how fast its sets were drawn."""
+        lines = []
+        for name in dict.fromkeys(s.generator.name for s in sets):
+            keys = [s.key for s in sets if s.generator.name == name and s.key in self.images]
+            prepared = self.prepare_seconds.get(name)
+            parts = [] if prepared is None else [f"prepared in {format_seconds(prepared)}"]
+            if keys:
+                images, seconds = sum(self.images[k] for k in keys), sum(self.actor_seconds[k] for k in keys)
+                parts.append(f"{len(keys)} sets, {images:,} images at {images / max(seconds, 1e-9):,.0f} images/s "
+                             f"per actor")
+            if parts:
+                lines.append(f"{name}: {'; '.join(parts)}")
+        return lines
+
+    def to_dict(self, sets: list[SampleSet]) -> dict[str, Any]:
+        """For run.json: generators by name; sample sets by folder, with their images/s per actor."""
+        drawn = {s.folder: {"label": s.label, "images": self.images[s.key],
+                            "actor_seconds": round(self.actor_seconds[s.key], 3),
+                            "images_per_second_per_actor": round(self.images[s.key] / max(self.actor_seconds[s.key],
+                                                                                          1e-9), 1)}
+                 for s in sets if s.key in self.images}
+        return {"generator_prepare_seconds": {k: round(v, 2) for k, v in self.prepare_seconds.items()},
+                "sample_sets": drawn}
+
+
+@dataclass
 class SamplingOutcome:
     done: list[SampleSet]
     failed: dict[str, str]
     #: Sets that another sweep of the same store made while this one waited.
     reused: list[SampleSet] = field(default_factory=list)
+    times: SamplingTimes = field(default_factory=SamplingTimes)
 
 
 def _actor_options(cfg: SamplerConfig) -> dict[str, Any]:
@@ -135,18 +176,23 @@ def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: Sampl
     by_folder = {s.folder: s for s in pending}
     failed: dict[str, str] = {}
     made: set[str] = set()
+    times = SamplingTimes()
     for owned in in_turns(store, list(by_folder), done=lambda folder: store.exists(folder, MANIFEST)):
         batch = [by_folder[folder] for folder in owned]
-        failed.update(_make_sets(batch, real, store, cfg))
+        failed.update(_make_sets(batch, real, store, cfg, times))
         made.update(s.key for s in batch)
     reused = [s for s in pending if s.key not in made]
     for s in reused:
         status(f"[sample] {s.label}: made by another sweep of this store meanwhile; reused")
-    return SamplingOutcome(done=[s for s in sets if s.key not in failed], failed=failed, reused=reused)
+    for line in times.summary(pending):
+        status(f"[sample] {line}")
+    return SamplingOutcome(done=[s for s in sets if s.key not in failed], failed=failed, reused=reused, times=times)
 
 
-def _make_sets(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig) -> dict[str, str]:
-    """Draw the missing shards of ``sets`` and write their manifests; the failed sets' errors."""
+def _make_sets(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig,
+               times: SamplingTimes) -> dict[str, str]:
+    """Draw the missing shards of ``sets`` and write their manifests; the failed sets' errors. The time
+    it took is added to ``times``."""
     todo: list[tuple[SampleSet, int, np.ndarray]] = []
     partial: dict[str, list[dict[str, Any]]] = {}
     for s in sets:
@@ -163,7 +209,7 @@ def _make_sets(sets: list[SampleSet], real: RealData, store: Store, cfg: Sampler
            + (f", {kept} kept from an interrupted run" if kept else ""))
     failed: dict[str, str] = {}
     if todo:
-        _run_shards(todo, real, store, cfg, partial, failed)
+        _run_shards(todo, real, store, cfg, partial, failed, times)
     for s in sets:
         if s.key not in failed:
             ShardSet(store, s.folder).write_manifest(s.spec, partial[s.key], real.num_classes, real.image_shape)
@@ -188,7 +234,7 @@ class _Call:
 
 
 def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, store: Store, cfg: SamplerConfig,
-                partial: dict[str, list[dict[str, Any]]], failed: dict[str, str]) -> None:
+                partial: dict[str, list[dict[str, Any]]], failed: dict[str, str], times: SamplingTimes) -> None:
     """Hand the shards out to sampler actors as they start.
 
     Work goes only to actors that run, so actors waiting minutes for a node (or never
@@ -311,8 +357,10 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
             free.append(call.actor)
             if call.kind == "prepare":
                 prepared.add(call.item.name)
+                times.prepare_seconds[call.item.name] = time.monotonic() - call.since
             elif call.kind == "shard" and not set_failed:
                 partial[call.item[0].key].append(value)
+                times.add_shard(call.item[0].key, len(call.item[2]), time.monotonic() - call.since)
                 images_done += len(call.item[2])
                 progress.advance(note=f"{images_done / max(time.monotonic() - started, 1e-9):.0f} images/s")
     finally:

@@ -110,7 +110,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     run_folder, lease = start_run(store, layout.run(config.name))
     if config_text is not None:
         store.write_text(config_text, run_folder, "config.yaml")
-    stage, real, cells, results, metrics = "prepare", None, [], None, {}
+    stage, real, cells, results, metrics, sampling = "prepare", None, [], None, {}, None
     sampling_failed: dict[str, str] = {}
     caught: list[str] = []
 
@@ -146,7 +146,9 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
                 real = real_data(config, store)
                 cells = plan.plan_cells(config, real)
             with enter("sample"):
-                sampling_failed = run_sampling(plan.sample_sets(cells), real, store, config.sampler).failed
+                sets = plan.sample_sets(cells)
+                outcome = run_sampling(sets, real, store, config.sampler)
+                sampling_failed, sampling = outcome.failed, outcome.times.to_dict(sets)
             with enter("train"):
                 trainable = [c for c in cells if not c.sampling_error(sampling_failed)]
                 trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
@@ -157,7 +159,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
             set_stage(store, run_folder, stage)
             earlier = read_state(store, run_folder)
             done = report(None)
-            finish_run(store, run_folder, lease, earlier=earlier, stage_seconds=timer.seconds)
+            finish_run(store, run_folder, lease, earlier=earlier, stage_seconds=timer.seconds, sampling=sampling)
             status("\n".join(["", *stage_table(timer.seconds)]))
             status(f"sweep finished in {format_seconds(sum(timer.seconds.values()))}; results, report and config in:")
             return store.path(run_folder), done
@@ -175,7 +177,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
                 report(reason)
         finally:
             finish_run(store, run_folder, lease, stage=stage, reason=reason, earlier=earlier,
-                       stage_seconds=timer.seconds)
+                       stage_seconds=timer.seconds, sampling=sampling)
         if caught and not isinstance(err, SweepInterrupted):
             raise SweepInterrupted(reason) from err
         raise

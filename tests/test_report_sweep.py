@@ -64,6 +64,24 @@ def test_run_folder_holds_a_complete_run_with_its_provenance_and_stage_times(swe
 
 
 @pytest.mark.slow
+def test_run_json_says_how_long_each_generator_took_to_prepare_and_how_fast_each_set_was_drawn(swept: dict) -> None:
+    from harness.shards import ShardSet
+    from harness.store import Store
+
+    sampling = json.loads((swept["run"] / "run.json").read_text())["sampling"]
+    assert {"cvae", "nothree"} <= set(sampling["generator_prepare_seconds"])
+    assert sampling["generator_prepare_seconds"]["cvae"] > 0.1  # trained here, for 300 steps
+    drawn = {r["sample_set"] for r in swept["records"] if r["status"] == "ok" and r["sample_set"]}
+    assert drawn and drawn <= set(sampling["sample_sets"])
+    store = Store(str(swept["store"]))
+    for folder, made in sampling["sample_sets"].items():
+        assert made["images"] == ShardSet(store, folder).manifest()["n"] and made["actor_seconds"] > 0
+        assert made["images_per_second_per_actor"] == pytest.approx(made["images"] / made["actor_seconds"], rel=0.05)
+    assert re.search(r"^\[sample\] cvae: prepared in \d+s; \d+ sets, [\d,]+ images at [\d,]+ images/s per actor$",
+                     swept["stderr"], re.M)
+
+
+@pytest.mark.slow
 def test_report_has_six_parts_and_renders_in_headless_chromium(swept: dict) -> None:
     page = (swept["run"] / "report.html").read_text()
     for part in ("summary", "knobs", "per-class", "classes", "nas", "provenance"):
