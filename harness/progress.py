@@ -18,8 +18,10 @@ def format_seconds(seconds: float) -> str:
 
 
 def status(message: str) -> None:
-    """A progress or status line: on stderr, so stdout carries only the results."""
-    print(message, file=sys.stderr, flush=True)
+    """A progress or status line: on stderr, so stdout carries only the results. One write per line, so
+    the lines of stages that run at once (sampling and training) do not run into each other."""
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
 
 
 class Progress:

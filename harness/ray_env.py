@@ -38,21 +38,33 @@ def check_store_reach(store: Store) -> None:
                           f"or if every node mounts this path (a shared volume), set {SHARED_FILESYSTEM_ENV}=1")
 
 
-def cluster_fits(needs: dict[str, float]) -> int:
-    """How many units of ``needs`` the cluster's nodes hold now, all counted together."""
-    total = ray.cluster_resources()
-    return min(int(total.get(name, 0) / amount + 1e-9) for name, amount in needs.items() if amount > 0)
+def cluster_fits(needs: dict[str, float], reserve: dict[str, float] | None = None) -> int:
+    """How many units of ``needs`` the cluster's nodes hold now, all counted together, beside ``reserve``."""
+    total, reserve = ray.cluster_resources(), reserve or {}
+    return max(0, min(int((total.get(name, 0) - reserve.get(name, 0)) / amount + 1e-9)
+                      for name, amount in needs.items() if amount > 0))
 
 
-def num_actors(configured: int | None, needs: dict[str, float], n_tasks: int) -> int:
-    """The configured count, else as many as fit now, else (nothing fits yet) one per task.
+def num_actors(configured: int | None, needs: dict[str, float], n_tasks: int,
+               reserve: dict[str, float] | None = None) -> int:
+    """The configured count, else as many as fit now beside ``reserve`` (resources left to other work;
+    at least one actor), else (nothing fits yet) one per task.
 
     An autoscaling cluster at zero workers fits no actor; one actor per task is then the
     demand that makes it add nodes, up to its own maximum.
     """
     if configured:
         return min(n_tasks, configured)
-    return min(n_tasks, cluster_fits(needs) or n_tasks)
+    if not cluster_fits(needs):
+        return n_tasks
+    return min(n_tasks, max(1, cluster_fits(needs, reserve)))
+
+
+def trial_needs(cls: ClassifierConfig) -> dict[str, float]:
+    """What one trial's training takes from the cluster, in Ray's resource names: its own process's
+    resources, or all its Ray Train workers'."""
+    worker = {"CPU": cls.cpus_per_worker, "GPU": 1 if cls.use_gpu else 0, **cls.resources_per_worker}
+    return {name: amount * max(1, cls.num_workers) for name, amount in worker.items()}
 
 
 def trial_resources(cls: ClassifierConfig) -> dict[str, float]:
@@ -85,8 +97,7 @@ def max_concurrent_trials(config: SweepConfig) -> int | None:
     cls = config.classifier
     if cls.num_workers == 0:
         return None
-    worker = {"CPU": cls.cpus_per_worker, "GPU": 1 if cls.use_gpu else 0, **cls.resources_per_worker}
-    return max(1, cluster_fits({name: amount * cls.num_workers for name, amount in worker.items()}))
+    return max(1, cluster_fits(trial_needs(cls)))
 
 
 def error_text(err: BaseException, last_line: bool = False) -> str:

@@ -72,16 +72,18 @@ def set_stage(store: Store, folder: str, stage: str) -> None:
 
 def finish_run(store: Store, folder: str, lease: Lease, *, stage: str | None = None, reason: str | None = None,
                earlier: dict[str, Any] | None = None, stage_seconds: dict[str, float] | None = None,
-               sampling: dict[str, Any] | None = None) -> None:
+               stage_starts: dict[str, float] | None = None, sampling: dict[str, Any] | None = None) -> None:
     """Mark the run complete (written last, after every other file), or incomplete at ``stage``
-    for ``reason``, with its time per stage and where sampling's time went
+    for ``reason``, with its time per stage, when each started (seconds after the sweep began;
+    sampling and training overlap) and where sampling's time went
     (:meth:`harness.sample.SamplingTimes.to_dict`), and release its lease.
 
     ``earlier`` is the state read before the report rewrote ``run.json``: its start time,
     host and process are kept."""
     kept = {k: v for k, v in (earlier or {}).items() if k in ("started", "host", "pid")}
     seconds = {k: round(float(v), 2) for k, v in (stage_seconds or {}).items()}
-    timing = {"stage_seconds": seconds, **({"sampling": sampling} if sampling else {})}
+    starts = {k: round(float(v), 2) for k, v in (stage_starts or {}).items()}
+    timing = {"stage_seconds": seconds, "stage_starts": starts, **({"sampling": sampling} if sampling else {})}
     if stage is None:
         update_state(store, folder, **kept, **timing, status="complete", finished=_now())
     else:

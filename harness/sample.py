@@ -2,113 +2,49 @@
 
 A sample set holds one sample per real training image, of the same class, so the real
 train split's label histogram is kept. Its labels are fixed by its seed and split into
-shards; each shard is drawn with a torch generator seeded from the set's key and the
-shard's index, so a shard's content does not depend on which actor made it. Actors (one
-per GPU, or CPU actors where there is none) load a generator once and keep it while they
-work through that generator's shards.
+shards, which :class:`harness.sampler.Sampler` actors draw (one per GPU, or CPU actors
+where there is none); an actor loads a generator once and keeps it while it works through
+that generator's shards.
 
 A set whose manifest is complete is reused once every shard matches its checksum (a broken
 shard is removed and redone); shards left by an interrupted run are kept when they read
-back whole. A sweep takes a lease on each set it makes, so a concurrent sweep of the same
-store waits and reuses it. A ``sample()`` call that takes longer than
-``sampler.batch_timeout_s`` fails that generator's sets, and its actor is replaced; an
-actor lost with its node is replaced and only its unfinished shard is redone.
+back whole. A set's manifest is written as soon as its last shard lands, and
+:class:`SetsReady` tells a grid that trains in another thread which sets are whole, so
+that a cell's trial starts while other sets are still being drawn. A sweep takes a lease
+on each set it makes, so a concurrent sweep of the same store waits and reuses it. A
+``sample()`` call that takes longer than ``sampler.batch_timeout_s`` fails that
+generator's sets, and its actor is replaced; an actor lost with its node is replaced and
+only its unfinished shard is redone.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import ray
-import torch
 
-from harness.config import GeneratorConfig, SamplerConfig
+from harness.config import SamplerConfig
 from harness.data import RealData
-from harness.generators import GeneratorError, build_generator, check_samples
-from harness.generators.pools import PoolGenerator
 from harness.lease import in_turns
-from harness.plan import SampleSet
+from harness.plan import Cell, SampleSet
 from harness.progress import Progress, format_seconds, status
 from harness.ray_env import error_text, num_actors
+from harness.sampler import Sampler, SamplingTimeout
 from harness.shards import MANIFEST, ShardSet, class_counts
-from harness.store import Store, spec_key
+from harness.store import Store
 from harness.verify import repair_shard_set
 
 #: How often a stage that waits says what it waits for.
 HEARTBEAT_S = 30.0
 #: How many times a shard (or a generator's preparation) is tried on actors that died under it.
 MAX_ATTEMPTS = 3
-
-
-class SamplingTimeout(GeneratorError):
-    """A generator's ``sample()`` did not return within ``sampler.batch_timeout_s``."""
-
-
-def shard_seed(set_key: str, index: int) -> int:
-    return int(spec_key({"set": set_key, "shard": index}), 16) % (2**63)
-
-
-@ray.remote
-class Sampler:
-    """Holds one generator at a time and writes shards of its samples.
-
-    ``sample()`` runs in a thread of its own, so that a call that never returns is noticed
-    after ``batch_timeout_s``; the driver then kills this actor, the only way to stop it.
-    """
-
-    def __init__(self, store_root: str, real: RealData, batch_timeout_s: float) -> None:
-        self.store, self.real, self.batch_timeout_s = Store(store_root), real, batch_timeout_s
-        self.loaded: tuple[str, Any] | None = None
-        self.calls = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample")
-
-    def _generator(self, cfg: GeneratorConfig) -> Any:
-        key = spec_key({"kind": cfg.kind, "params": cfg.params, "truncation_mode": cfg.truncation_mode})
-        if self.loaded is None or self.loaded[0] != key:
-            self.loaded = None
-            self.loaded = (key, build_generator(cfg, self.real, self.store))
-        return self.loaded[1]
-
-    def ready(self) -> None:
-        """Returns once the actor runs: work goes only to actors that have a node."""
-
-    def prepare(self, cfg: GeneratorConfig) -> str:
-        """Build (and for embedded kinds, train and cache) a generator."""
-        self._generator(cfg)
-        return cfg.name
-
-    def _sample(self, gen: Any, name: str, batch: torch.Tensor, truncation: float | None, rng: torch.Generator,
-                knobs: dict[str, Any]) -> torch.Tensor:
-        call = self.calls.submit(gen.sample, batch, truncation, rng, **knobs)
-        try:
-            return call.result(timeout=self.batch_timeout_s)
-        except FutureTimeout:
-            raise SamplingTimeout(f"generator {name!r}: sample() of a batch of {len(batch)} did not return in "
-                                  f"{format_seconds(self.batch_timeout_s)} (sampler.batch_timeout_s = "
-                                  f"{self.batch_timeout_s:g}); its sample sets are left out") from None
-        except GeneratorError as err:
-            raise GeneratorError(f"generator {name!r}: {err}") from err
-
-    def sample_shard(self, sample_set: SampleSet, index: int, labels: np.ndarray, batch_size: int) -> dict[str, Any]:
-        gen = self._generator(sample_set.generator)
-        name = sample_set.generator.name
-        if isinstance(gen, PoolGenerator):
-            gen = gen.shard(sample_set.stream_seed, labels, sample_set.pool_positions(index))
-        rng = torch.Generator().manual_seed(shard_seed(sample_set.key, index))
-        y = torch.from_numpy(np.array(labels))
-        knobs = dict(sample_set.knobs)
-        truncation = knobs.pop("truncation", None)
-        parts = []
-        for start in range(0, len(y), batch_size):
-            batch = y[start:start + batch_size]
-            images = self._sample(gen, name, batch, truncation, rng, knobs)
-            parts.append(check_samples(name, images, batch, self.real.image_shape).numpy())
-        return ShardSet(self.store, sample_set.folder).write_shard(index, np.concatenate(parts), labels,
-                                                                  self.real.num_classes)
+#: How often the sampling loop looks whether it was asked to stop.
+STOP_POLL_S = 1.0
 
 
 @dataclass
@@ -151,6 +87,41 @@ class SamplingTimes:
                 "sample_sets": drawn}
 
 
+class SamplingStopped(Exception):
+    """Sampling was asked to stop (:attr:`SetsReady.stop`): the sweep around it was interrupted."""
+
+
+class SetsReady:
+    """Which sample sets are whole in the store while sampling runs in another thread: a set is
+    ready once its manifest is written (found complete, made here, or made by a concurrent sweep of
+    the store), and failed once sampling has ended without it. ``stop`` asks sampling to end early."""
+
+    def __init__(self) -> None:
+        self._ready: set[str] = set()
+        self._ended = threading.Event()
+        self.stop = threading.Event()
+
+    def mark(self, folder: str) -> None:
+        self._ready.add(folder)
+
+    def end(self) -> None:
+        self._ended.set()
+
+    def state(self, folder: str) -> bool | None:
+        """True once the set is whole, False once it never will be (this run), None while it may yet be."""
+        ended = self._ended.is_set()  # read first: every mark comes before the end
+        if folder in self._ready:
+            return True
+        return False if ended else None
+
+    def cell(self, cell: Cell) -> bool | None:
+        """Whether a cell's training data is whole (a Real cell's always is), in :meth:`state`'s terms."""
+        states = [self.state(s.folder) for s in cell.sample_sets]
+        if all(states):
+            return True
+        return False if False in states else None
+
+
 @dataclass
 class SamplingOutcome:
     done: list[SampleSet]
@@ -164,13 +135,20 @@ def _actor_options(cfg: SamplerConfig) -> dict[str, Any]:
     return {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus, "resources": dict(cfg.resources)}
 
 
-def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig) -> SamplingOutcome:
+def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig,
+                 ready: SetsReady | None = None, reserve: dict[str, float] | None = None) -> SamplingOutcome:
     """Bring every sample set to a complete, checked manifest; failures are reported per generator.
 
     Sets are made under leases: a set that a concurrent sweep is making is waited for and
-    reused, not made twice.
+    reused, not made twice. Each set whole in the store is marked in ``ready`` as soon as it is.
+    ``reserve``: resources to leave to a trial that can train at once, when ``sampler.num_actors``
+    is unset (at least one actor starts).
     """
+    ready = ready or SetsReady()
     pending = [s for s in sets if not repair_shard_set(ShardSet(store, s.folder))]
+    for s in sets:
+        if s not in pending:
+            ready.mark(s.folder)
     status(f"[sample] {len(sets)} sample sets: {len(sets) - len(pending)} complete in the store, "
            f"{len(pending)} to make")
     by_folder = {s.folder: s for s in pending}
@@ -179,20 +157,21 @@ def run_sampling(sets: list[SampleSet], real: RealData, store: Store, cfg: Sampl
     times = SamplingTimes()
     for owned in in_turns(store, list(by_folder), done=lambda folder: store.exists(folder, MANIFEST)):
         batch = [by_folder[folder] for folder in owned]
-        failed.update(_make_sets(batch, real, store, cfg, times))
+        failed.update(_make_sets(batch, real, store, cfg, times, ready, reserve))
         made.update(s.key for s in batch)
     reused = [s for s in pending if s.key not in made]
     for s in reused:
+        ready.mark(s.folder)
         status(f"[sample] {s.label}: made by another sweep of this store meanwhile; reused")
     for line in times.summary(pending):
         status(f"[sample] {line}")
     return SamplingOutcome(done=[s for s in sets if s.key not in failed], failed=failed, reused=reused, times=times)
 
 
-def _make_sets(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig,
-               times: SamplingTimes) -> dict[str, str]:
-    """Draw the missing shards of ``sets`` and write their manifests; the failed sets' errors. The time
-    it took is added to ``times``."""
+def _make_sets(sets: list[SampleSet], real: RealData, store: Store, cfg: SamplerConfig, times: SamplingTimes,
+               ready: SetsReady, reserve: dict[str, float] | None) -> dict[str, str]:
+    """Draw the missing shards of ``sets`` and write each set's manifest once its shards are in; the failed
+    sets' errors. The time it took is added to ``times``."""
     todo: list[tuple[SampleSet, int, np.ndarray]] = []
     partial: dict[str, list[dict[str, Any]]] = {}
     for s in sets:
@@ -208,11 +187,17 @@ def _make_sets(sets: list[SampleSet], real: RealData, store: Store, cfg: Sampler
     status(f"[sample] making {len(sets)} sample sets: {len(todo)} shards to draw"
            + (f", {kept} kept from an interrupted run" if kept else ""))
     failed: dict[str, str] = {}
-    if todo:
-        _run_shards(todo, real, store, cfg, partial, failed, times)
+    drawn = {t[0].key for t in todo}
+
+    def whole(s: SampleSet) -> None:
+        ShardSet(store, s.folder).write_manifest(s.spec, partial[s.key], real.num_classes, real.image_shape)
+        ready.mark(s.folder)
+
     for s in sets:
-        if s.key not in failed:
-            ShardSet(store, s.folder).write_manifest(s.spec, partial[s.key], real.num_classes, real.image_shape)
+        if s.key not in drawn:
+            whole(s)
+    if todo:
+        _run_shards(todo, real, store, cfg, partial, failed, times, whole, ready.stop, reserve)
     return failed
 
 
@@ -234,16 +219,20 @@ class _Call:
 
 
 def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, store: Store, cfg: SamplerConfig,
-                partial: dict[str, list[dict[str, Any]]], failed: dict[str, str], times: SamplingTimes) -> None:
-    """Hand the shards out to sampler actors as they start.
+                partial: dict[str, list[dict[str, Any]]], failed: dict[str, str], times: SamplingTimes,
+                whole: Callable[[SampleSet], None], stop: threading.Event, reserve: dict[str, float] | None) -> None:
+    """Hand the shards out to sampler actors as they start; ``whole(set)`` once a set's last shard is in.
 
     Work goes only to actors that run, so actors waiting minutes for a node (or never
-    getting one) hold nothing up. Each generator is first prepared (built, and for
-    embedded kinds trained and cached) on one actor before its shards go to any actor.
-    An actor that dies (its node lost) is replaced and its shard goes back in the queue,
-    up to ``MAX_ATTEMPTS`` times; one whose generator hangs is killed and replaced.
+    getting one) hold nothing up. Each generator, in the config's order, is first prepared
+    (built, and for embedded kinds trained and cached) on one actor before its shards go to
+    any actor; an actor draws the shards of the generator it holds before it loads another,
+    so that the first generator's sets are whole (and its cells train) early. An actor that
+    dies (its node lost) is replaced and its shard goes back in the queue, up to
+    ``MAX_ATTEMPTS`` times; one whose generator hangs is killed and replaced.
     """
-    queue = sorted(todo, key=lambda t: (t[0].generator.name, t[0].key, t[1]))
+    order = {name: i for i, name in enumerate(dict.fromkeys(t[0].generator.name for t in todo))}
+    queue = sorted(todo, key=lambda t: order[t[0].generator.name])  # generators in the config's order
     needs = {"CPU": cfg.num_cpus, "GPU": cfg.num_gpus, **cfg.resources}
     calls: dict[ray.ObjectRef, _Call] = {}
     actors: list[Any] = []
@@ -253,14 +242,17 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
         actors.append(actor)
         calls[actor.ready.remote()] = _Call("start", actor, None)
 
-    for _ in range(num_actors(cfg.num_actors, needs, len(queue))):
+    for _ in range(num_actors(cfg.num_actors, needs, len(queue), reserve)):
         start_actor()
+    left = {s.key: sum(t[0].key == s.key for t in queue) for s in {t[0].key: t[0] for t in queue}.values()}
     unprepared = list({t[0].generator.name: t[0].generator for t in queue}.values())
     prepared: set[str] = set()
     attempts: dict[Any, int] = {}
     free: list[Any] = []
+    #: The generator each actor holds (or is loading).
+    holds: dict[Any, str] = {}
     progress = Progress("sample", total=len(queue), unit="shards")
-    images_done, started, lost = 0, time.monotonic(), ""
+    images_done, started, news, lost = 0, time.monotonic(), time.monotonic(), ""
 
     def fail(keys: set[str], text: str) -> None:
         failed.update({key: text for key in keys})
@@ -286,12 +278,16 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
                f"(attempt {attempts[key]} of {MAX_ATTEMPTS})")
         return True
 
-    def next_work() -> tuple[str, Any] | None:
-        """A generator to prepare first, else a shard of a prepared generator, else None."""
+    def next_work(actor: Any) -> tuple[str, Any] | None:
+        """A shard of the generator the actor holds, else a generator to prepare, else a shard of another
+        prepared generator, else None: a generator is loaded as seldom as can be, and every generator is
+        prepared (on one actor) before its shards go to the others."""
         unprepared[:] = [g for g in unprepared if any(t[0].generator.name == g.name for t in queue)]
-        if unprepared:
+        index = next((i for i, t in enumerate(queue) if t[0].generator.name == holds.get(actor)), None)
+        if index is None and unprepared:
             return "prepare", unprepared.pop(0)
-        index = next((i for i, t in enumerate(queue) if t[0].generator.name in prepared), None)
+        if index is None:
+            index = next((i for i, t in enumerate(queue) if t[0].generator.name in prepared), None)
         return None if index is None else ("shard", queue.pop(index))
 
     def hung(call: _Call, text: str) -> None:
@@ -309,17 +305,23 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
 
     try:
         while queue or any(c.kind != "start" for c in calls.values()):
-            while free and (work := next_work()):
+            while free and (work := next_work(free[-1])):
                 actor, (kind, item) = free.pop(), work
                 ref = actor.prepare.remote(item) if kind == "prepare" else \
                     actor.sample_shard.remote(item[0], item[1], item[2], cfg.batch_size)
                 calls[ref] = _Call(kind, actor, item)
+                holds[actor] = item.name if kind == "prepare" else item[0].generator.name
             if not calls:
                 text = f"no sampler actor is left to run it ({lost})"
                 fail({t[0].key for t in queue}, text)
                 status(f"[sample] {text}")
                 break
-            ready, _ = ray.wait(list(calls), num_returns=1, timeout=HEARTBEAT_S)
+            ready, _ = ray.wait(list(calls), num_returns=1, timeout=STOP_POLL_S)
+            if stop.is_set():
+                raise SamplingStopped("sampling stopped: the sweep was interrupted")
+            if not ready and time.monotonic() - news < HEARTBEAT_S:
+                continue
+            news = time.monotonic()
             if not ready:
                 now = time.monotonic()
                 busy = sorted(calls.values(), key=lambda c: c.since)
@@ -359,10 +361,14 @@ def _run_shards(todo: list[tuple[SampleSet, int, np.ndarray]], real: RealData, s
                 prepared.add(call.item.name)
                 times.prepare_seconds[call.item.name] = time.monotonic() - call.since
             elif call.kind == "shard" and not set_failed:
-                partial[call.item[0].key].append(value)
-                times.add_shard(call.item[0].key, len(call.item[2]), time.monotonic() - call.since)
+                sample_set = call.item[0]
+                partial[sample_set.key].append(value)
+                times.add_shard(sample_set.key, len(call.item[2]), time.monotonic() - call.since)
                 images_done += len(call.item[2])
                 progress.advance(note=f"{images_done / max(time.monotonic() - started, 1e-9):.0f} images/s")
+                left[sample_set.key] -= 1
+                if not left[sample_set.key]:
+                    whole(sample_set)
     finally:
         for actor in actors:
             ray.kill(actor)

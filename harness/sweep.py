@@ -1,6 +1,8 @@
-"""The sweep, start to end: prepare → plan → sample → train → measure → report.
+"""The sweep, start to end: prepare → plan → sample and train → measure → report.
 
-Each stage lives in its own module; this one only puts them in order. Everything a config
+Each stage lives in its own module; this one only puts them in order. Sampling runs in a
+thread of its own while the grid trains: each cell's trial starts once its training data is
+whole (the Real cells at once, a generator's cells when its sets are drawn). Everything a config
 can get wrong is found by :func:`harness.preflight.preflight` before data is read or Ray
 starts. A sweep interrupted (Ctrl-C, SIGTERM) or failing part-way still writes results and
 a report for what finished, and its ``run.json`` says ``incomplete`` and at which stage.
@@ -12,8 +14,8 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from harness import layout, plan
 from harness.config import SweepConfig
@@ -21,11 +23,18 @@ from harness.data import RealData, materialize
 from harness.data.readers import cas_split_name, dataset_spec
 from harness.lease import Lease
 from harness.progress import format_seconds, status
-from harness.ray_env import check_store_reach, connect
+from harness.ray_env import check_store_reach, connect, trial_needs
 from harness.runs import finish_run, killed_runs, read_state, set_stage, start_run
 from harness.shards import MANIFEST, ShardSet
 from harness.store import Store
 from harness.verify import repair_shard_set
+
+if TYPE_CHECKING:
+    from harness.sample import SamplingOutcome, SetsReady
+
+
+#: How long an interrupted sweep waits for its sampling thread to release its actors.
+STOP_WAIT_S = 30.0
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -52,6 +61,42 @@ def interruptible(caught: list[str]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class InBackground:
+    """Sampling in a thread of its own while the block trains: ``result()`` waits for it and returns its
+    outcome or raises its error. Leaving the block early (an error, Ctrl-C) asks it to stop and waits up
+    to ``STOP_WAIT_S`` for its actors to be released; either way its sets are marked ended."""
+
+    def __init__(self, work: Callable[[], SamplingOutcome], ready: SetsReady) -> None:
+        self.work, self.ready = work, ready
+        self.outcome: SamplingOutcome | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="sampling", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.outcome = self.work()
+        except BaseException as err:  # noqa: BLE001 - handed to the sweep's thread by result()
+            self.error = err
+        finally:
+            self.ready.end()  # also when sampling failed: no trial waits for it any longer
+
+    def __enter__(self) -> InBackground:
+        self.thread.start()
+        return self
+
+    def result(self) -> SamplingOutcome:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        assert self.outcome is not None
+        return self.outcome
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> None:
+        if err is not None:
+            self.ready.stop.set()
+            self.thread.join(STOP_WAIT_S)
 
 
 def real_data(config: SweepConfig, store: Store) -> RealData:
@@ -96,9 +141,10 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     from harness.cost import plan_lines
     from harness.metrics.sets import measure
     from harness.preflight import preflight
+    from harness.report.provenance import stage_wall
     from harness.report.records import RunContext, make_record
     from harness.report.runs import StageTimer, describe_run, run_info, stage_table, store_keys, write_report
-    from harness.sample import run_sampling
+    from harness.sample import SetsReady, run_sampling
 
     timer = StageTimer()
     with timer.stage("prepare"):
@@ -126,15 +172,18 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
     def report(reason: str | None) -> list[dict[str, Any]]:
         done = records(reason)
         info = describe_run(run_info(store, run_folder, config, real), store, done, config, config_text or "",
-                            store_keys(real, cells, recipe), timer.seconds)
+                            store_keys(real, cells, recipe), timer.seconds, timer.starts)
         with timer.stage("report"):
             write_report(store, run_folder, done, info)
         return done
 
-    def enter(name: str) -> Any:
+    def mark(name: str) -> None:
         nonlocal stage
         stage = name
         set_stage(store, run_folder, name)
+
+    def enter(name: str) -> Any:
+        mark(name)
         return timer.stage(name)
 
     try:
@@ -145,23 +194,34 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
                 check_store_reach(store)
                 real = real_data(config, store)
                 cells = plan.plan_cells(config, real)
-            with enter("sample"):
-                sets = plan.sample_sets(cells)
-                outcome = run_sampling(sets, real, store, config.sampler)
-                sampling_failed, sampling = outcome.failed, outcome.times.to_dict(sets)
-            with enter("train"):
-                trainable = [c for c in cells if not c.sampling_error(sampling_failed)]
-                trained = iter(run_trials(trainable, real, store, config, run_folder, recipe))
-                results = [next(trained) if c in trainable else {} for c in cells]
+            sets, ready = plan.sample_sets(cells), SetsReady()
+            # A cell with no samples to wait for (Real) trains while sampling runs: sampling leaves it room.
+            untrained = [c for c in cells if not store.exists(layout.trial(c.trial_key(real, recipe)),
+                                                              layout.TRIAL_RESULT)]
+            reserve = trial_needs(config.classifier) if any(not c.sample_sets for c in untrained) else None
+
+            def sample() -> SamplingOutcome:
+                with timer.stage("sample"):
+                    outcome = run_sampling(sets, real, store, config.sampler, ready, reserve)
+                mark("train")
+                return outcome
+
+            mark("sample")
+            with timer.stage("train"), InBackground(sample, ready) as background:
+                results = run_trials(cells, real, store, config, run_folder, recipe, ready.cell)
+                outcome = background.result()
+            sampling_failed, sampling = outcome.failed, outcome.times.to_dict(sets)
             with enter("features"):
                 metrics = measure(config, real, store, cells, results, recipe)
             stage = "report"
             set_stage(store, run_folder, stage)
             earlier = read_state(store, run_folder)
             done = report(None)
-            finish_run(store, run_folder, lease, earlier=earlier, stage_seconds=timer.seconds, sampling=sampling)
-            status("\n".join(["", *stage_table(timer.seconds)]))
-            status(f"sweep finished in {format_seconds(sum(timer.seconds.values()))}; results, report and config in:")
+            finish_run(store, run_folder, lease, earlier=earlier, stage_seconds=timer.seconds,
+                       stage_starts=timer.starts, sampling=sampling)
+            status("\n".join(["", *stage_table(timer.seconds, timer.starts)]))
+            status(f"sweep finished in {format_seconds(stage_wall(timer.seconds, timer.starts))}; results, report "
+                   f"and config in:")
             return store.path(run_folder), done
     except BaseException as err:
         if caught:
@@ -177,7 +237,7 @@ def run_sweep(config: SweepConfig, address: str | None = None, config_text: str 
                 report(reason)
         finally:
             finish_run(store, run_folder, lease, stage=stage, reason=reason, earlier=earlier,
-                       stage_seconds=timer.seconds, sampling=sampling)
+                       stage_seconds=timer.seconds, stage_starts=timer.starts, sampling=sampling)
         if caught and not isinstance(err, SweepInterrupted):
             raise SweepInterrupted(reason) from err
         raise

@@ -79,7 +79,8 @@ def test_reduced_quickstart_end_to_end_and_resume(ray_local, tmp_path: Path, cap
     code = main(["sweep", str(config), "--store", str(store)])
     out, err = capsys.readouterr()
     assert "[sample] 3 sample sets: 2 complete in the store, 1 to make" in err  # the broken one is retried
-    assert "[train] 5 cells: 5 already trained in the store, 0 to train" in err
+    assert "[train] 7 cells: 5 already trained in the store, 2 to train" in err
+    assert err.count("left out, its sample set was not made") == 2  # the broken one failed again
     assert "[features] 4 sets" in err and "4 cached in the store, 0 to extract" in err
     again = json.loads((Path(out.strip().splitlines()[-1]) / "results.json").read_text())
     assert [r.get("top1") for r in again] == [r.get("top1") for r in records]

@@ -58,7 +58,7 @@ def test_run_folder_holds_a_complete_run_with_its_provenance_and_stage_times(swe
     [(extractor, checksum)] = prov["weights_sha256"].items()
     assert extractor.startswith("domain-") and re.fullmatch("[0-9a-f]{64}", checksum)
     for stage in ("prepare", "sample", "train", "features", "report"):
-        assert re.search(rf"^{stage}\s+\S+\s+\d+%$", swept["stderr"], re.M), stage
+        assert re.search(rf"^{stage}\s+\S+\s+\S+\s+\d+%$", swept["stderr"], re.M), stage  # starts, time, share
     assert all(r["params"] is not None for r in swept["records"])
     assert next(r for r in swept["records"] if r["generator"] == "cvae")["params"]["steps"] == 300
 

@@ -5,18 +5,22 @@ is not trained again, so an interrupted sweep resumes where it stopped. Each tri
 its result (and, for cells trained on real data, the model the domain extractor uses)
 under the cell's trial key, with checksums. A sweep takes a lease on each trial it runs,
 so a concurrent sweep of the same store waits for it and reuses the result. A trial that
-runs past ``classifier.trial_timeout_s`` is stopped and its cell fails.
+runs past ``classifier.trial_timeout_s`` is stopped and its cell fails. Trials start as their
+training data becomes whole (``ready``), so the grid can train while sampling goes on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ray import tune
 from ray.tune import Callback
+from ray.tune.search import Searcher
 
 from harness import layout
 from harness.classify.recipes import Recipe
@@ -86,6 +90,11 @@ class TrialProgress(Callback):
         self.last = time.monotonic()
         self.started: dict[str, float] = {}
 
+    def left_out(self, label: str) -> None:
+        """A cell that will not train (its sample set was not made): one trial fewer to wait for."""
+        self.progress.total -= 1
+        status(f"[train] {label}: left out, its sample set was not made")
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.started[trial.trial_id] = time.monotonic()
 
@@ -108,6 +117,42 @@ class TrialProgress(Callback):
         self.progress.advance(note=f"{trial.config['cell']['task'].label}: FAILED")
 
 
+class CellsAsReady(Searcher):
+    """Tune's source of trials: each cell's trial in grid order once ``ready(cell)`` says its training data
+    is whole (True); a cell whose data never will be (False) is left out. While none is ready, Tune asks
+    again a moment later; once every cell is handed out or left out, the grid is complete."""
+
+    def __init__(self, cells: list[tuple[Cell, dict[str, Any]]], ready: Callable[[Cell], bool | None],
+                 progress: TrialProgress) -> None:
+        super().__init__()
+        self.waiting, self.ready, self.progress = list(cells), ready, progress
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        chosen = None
+        for cell, params in list(self.waiting):
+            state = self.ready(cell)
+            if state is False:
+                self.waiting.remove((cell, params))
+                self.progress.left_out(cell.label)
+            elif state and chosen is None:
+                self.waiting.remove((cell, params))
+                chosen = {"cell": params}
+        if chosen is None and not self.waiting:
+            return Searcher.FINISHED
+        return chosen
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        """Nothing to learn from a result: the grid is fixed."""
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: an interrupted sweep resumes from the store, not from Tune's experiment state."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What Tune writes to its experiment file: the sweep's live view of sampling (threads' events)
+        does not pickle, and a sweep does not restore from that file."""
+        return {**self.__dict__, "ready": None}
+
+
 def stored_result(store: Store, folder: str) -> dict[str, Any] | None:
     """A trial's result when it and its model (if it kept one) are whole; a broken one is
     removed, with a warning line, so the trial runs again."""
@@ -123,10 +168,12 @@ def stored_result(store: Store, folder: str) -> dict[str, Any] | None:
 
 
 def run_trials(cells: list[Cell], real: RealData, store: Store, config: SweepConfig, run_folder: str,
-               recipe: Recipe) -> list[dict[str, Any]]:
+               recipe: Recipe, ready: Callable[[Cell], bool | None] = lambda cell: True) -> list[dict[str, Any]]:
     """Train every cell not yet in the store, through Tune grids; results in cell order.
 
-    A result holds ``model``, the store path of the trained classifier, where one was kept.
+    A cell's trial starts once ``ready(cell)`` is True; a cell for which it turns False is not trained
+    (its result says so). A result holds ``model``, the store path of the trained classifier, where one
+    was kept.
     """
     results: dict[int, dict[str, Any]] = {}
     pending: dict[str, list[int]] = {}
@@ -142,7 +189,7 @@ def run_trials(cells: list[Cell], real: RealData, store: Store, config: SweepCon
     fits = 0
     for owned in in_turns(store, list(pending), done=lambda folder: store.exists(folder, layout.TRIAL_RESULT)):
         fitted = _fit({folder: cells[pending[folder][0]] for folder in owned}, real, store, config, run_folder,
-                      recipe, fits)
+                      recipe, fits, ready)
         fits += 1
         for folder, result in fitted.items():
             results.update({index: result for index in pending[folder]})
@@ -156,8 +203,9 @@ def run_trials(cells: list[Cell], real: RealData, store: Store, config: SweepCon
 
 
 def _fit(cells: dict[str, Cell], real: RealData, store: Store, config: SweepConfig, run_folder: str,
-         recipe: Recipe, fits: int) -> dict[str, dict[str, Any]]:
-    """One Tune grid over ``cells`` (trial folder → cell): each folder's result or error."""
+         recipe: Recipe, fits: int, ready: Callable[[Cell], bool | None]) -> dict[str, dict[str, Any]]:
+    """One Tune grid over ``cells`` (trial folder → cell), each trial started once its cell is ready: each
+    folder's result or error."""
     cls = config.classifier
     params = []
     for folder, cell in cells.items():
@@ -168,16 +216,21 @@ def _fit(cells: dict[str, Cell], real: RealData, store: Store, config: SweepConf
         params.append({"task": task, "num_workers": cls.num_workers, "timeout_s": cls.trial_timeout_s,
                        "cpus_per_worker": cls.cpus_per_worker, "resources_per_worker": cls.resources_per_worker,
                        "result_path": folder, "storage_path": store.path(run_folder, "train")})
+    progress = TrialProgress(len(params))
+    # Every ready trial queues for resources at once, as a grid search's would (an autoscaler's demand);
+    # Tune allows a custom searcher one pending trial unless told otherwise.
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(1, len(params)))
     tuner = tune.Tuner(
         tune.with_resources(_trial, trial_resources(cls)),
-        param_space={"cell": tune.grid_search(params)},
-        tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent_trials(config), reuse_actors=True),
+        tune_config=tune.TuneConfig(search_alg=CellsAsReady(list(zip(cells.values(), params, strict=True)), ready,
+                                                            progress),
+                                    num_samples=len(params), max_concurrent_trials=max_concurrent_trials(config),
+                                    reuse_actors=True),
         run_config=tune.RunConfig(
             name="tune" if fits == 0 else f"tune-{fits + 1}", storage_path=store.path(run_folder), verbose=0,
-            callbacks=[TrialProgress(len(params))],
-            failure_config=tune.FailureConfig(max_failures=0)),
+            callbacks=[progress], failure_config=tune.FailureConfig(max_failures=0)),
     )
-    out = {}
+    out = {folder: {"error": "not trained: its sample set was not made"} for folder in cells}
     for r in tuner.fit():
         folder = r.config["cell"]["result_path"]
         data = None if r.error else read_trusted(store, folder, layout.TRIAL_RESULT)

@@ -70,13 +70,20 @@ def hardware() -> dict[str, Any]:
             "cuda": torch.version.cuda if gpus else None}
 
 
+def stage_wall(seconds: Mapping[str, float], starts: Mapping[str, float]) -> float:
+    """The wall-clock seconds from the first stage's start to the last one's end (stages may overlap)."""
+    return max((starts.get(name, 0.0) + s for name, s in seconds.items()), default=0.0)
+
+
 def collect_provenance(config_text: str, store_keys: Mapping[str, str], weights_checksums: Mapping[str, str | None],
-                       stage_seconds: Mapping[str, float], seeds: Sequence[int] = ()) -> dict[str, Any]:
+                       stage_seconds: Mapping[str, float], seeds: Sequence[int] = (),
+                       stage_starts: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The run's provenance as a JSON-ready dict.
 
     ``config_text``: the sweep config as given; ``store_keys``: what → store key (sample sets, real data,
     features); ``weights_checksums``: feature extractor or classifier → SHA-256 of its weights (None where
-    random or unpinned); ``stage_seconds``: stage → wall-clock seconds; ``seeds``: training seeds.
+    random or unpinned); ``stage_seconds``: stage → wall-clock seconds; ``seeds``: training seeds;
+    ``stage_starts``: stage → seconds after the sweep began that it started (stages may overlap).
     """
     libraries = {name: _version(name) for name in LIBRARIES}
     libraries |= {name: v for name in OPTIONAL_LIBRARIES if (v := _version(name)) is not None}
@@ -84,7 +91,8 @@ def collect_provenance(config_text: str, store_keys: Mapping[str, str], weights_
             "python": platform.python_version(), "platform": f"{platform.system()} {platform.release()}",
             "libraries": libraries, "hardware": hardware(), "seeds": list(seeds),
             "store_keys": dict(store_keys), "weights_sha256": dict(weights_checksums),
-            "stage_seconds": {k: round(float(v), 2) for k, v in stage_seconds.items()}, "config": config_text}
+            "stage_seconds": {k: round(float(v), 2) for k, v in stage_seconds.items()},
+            "stage_starts": {k: round(float(v), 2) for k, v in (stage_starts or {}).items()}, "config": config_text}
 
 
 def _harness(prov: Mapping[str, Any]) -> str:
@@ -105,7 +113,8 @@ def _facts(prov: Mapping[str, Any]) -> list[tuple[str, str]]:
     hw = prov["hardware"]
     stages = dict(sorted(prov["stage_seconds"].items(),
                          key=lambda kv: STAGES.index(kv[0]) if kv[0] in STAGES else len(STAGES)))
-    total = sum(stages.values())
+    starts = prov.get("stage_starts") or {}
+    total = stage_wall(stages, starts) if starts else sum(stages.values())
     return [("harness", _harness(prov)), ("python", f"{prov['python']} on {prov['platform']}"),
             ("libraries", ", ".join(f"{k} {v or 'not installed'}" for k, v in prov["libraries"].items())),
             ("CPU", f"{hw['cpu_count']} × {hw['cpu_model']}"), ("GPU", _gpus(hw)),

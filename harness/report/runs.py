@@ -32,7 +32,7 @@ from harness.report.leaderboard import (
     leaderboard_html,
     leaderboard_markdown,
 )
-from harness.report.provenance import collect_provenance
+from harness.report.provenance import collect_provenance, stage_wall
 from harness.report.records import Record
 from harness.report.render import render_html, render_markdown
 from harness.runs import update_state
@@ -113,7 +113,8 @@ def store_keys(real: RealData, cells: Sequence[Cell], recipe: Recipe) -> dict[st
 
 
 def describe_run(info: Mapping[str, Any], store: Store, records: Sequence[Mapping[str, Any]], config: SweepConfig,
-                 config_text: str, keys: Mapping[str, str], stage_seconds: Mapping[str, float]) -> dict[str, Any]:
+                 config_text: str, keys: Mapping[str, str], stage_seconds: Mapping[str, float],
+                 stage_starts: Mapping[str, float]) -> dict[str, Any]:
     """The run's info with what the grid produced: sizes of the measured sample sets and the provenance
     (config, code, libraries, hardware, seeds, store keys, extractor weights' checksums, time per stage so
     far). The extractors and their checksums, protocol fields of the leaderboard, are in every record."""
@@ -123,32 +124,40 @@ def describe_run(info: Mapping[str, Any], store: Store, records: Sequence[Mappin
         with contextlib.suppress(ShardError, FileNotFoundError):
             sizes[folder] = int(ShardSet(store, folder).manifest()["n"])
     weights = extractor_weights(records)
-    provenance = collect_provenance(config_text, keys, weights, stage_seconds, config.seeds)
+    provenance = collect_provenance(config_text, keys, weights, stage_seconds, config.seeds, stage_starts)
     return {**info, "set_sizes": sizes, "feature_extractors": sorted(weights), "extractor_weights": weights,
             "provenance": provenance}
 
 
 class StageTimer:
-    """Wall-clock seconds per named stage, in the order the stages ran."""
+    """Wall-clock seconds per named stage and when each first started (seconds after the timer was made).
+    Stages may run at once (sampling and training do), each timed in its own thread."""
 
     def __init__(self) -> None:
+        self.origin = time.monotonic()
         self.seconds: dict[str, float] = {}
+        self.starts: dict[str, float] = {}
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
         start = time.monotonic()
+        self.starts.setdefault(name, start - self.origin)
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - start
 
 
-def stage_table(seconds: Mapping[str, float]) -> list[str]:
-    """Time per stage and its share of the total, as lines of a table."""
-    total = sum(seconds.values()) or 1.0
-    lines = [f"{'stage':<10} {'time':>8} {'share':>6}"]
-    lines += [f"{name:<10} {format_seconds(s):>8} {100 * s / total:>5.0f}%" for name, s in seconds.items()]
-    return lines + [f"{'total':<10} {format_seconds(sum(seconds.values())):>8}"]
+def stage_table(seconds: Mapping[str, float], starts: Mapping[str, float]) -> list[str]:
+    """When each stage started, its time and its share of the wall, as lines of a table."""
+    wall = stage_wall(seconds, starts) or 1.0
+    lines = [f"{'stage':<10} {'starts':>8} {'time':>8} {'share':>6}"]
+    lines += [f"{name:<10} {format_seconds(starts[name]):>8} {format_seconds(s):>8} {100 * s / wall:>5.0f}%"
+              for name, s in sorted(seconds.items(), key=lambda kv: starts[kv[0]])]
+    spans = sorted((starts[name], starts[name] + s) for name, s in seconds.items())
+    overlap = any(later[0] < earlier[1] - 1 for earlier, later in zip(spans, spans[1:], strict=False))
+    note = " (the wall: stages that overlap ran at once)" if overlap else ""
+    return lines + [f"{'total':<10} {'':>8} {format_seconds(wall):>8}{note}"]
 
 
 def shard_labels(store: Store, folder: str) -> np.ndarray:
