@@ -115,7 +115,10 @@ def test_reduced_quickstart_on_three_nodes_matches_one_node(one_node_run: tuple[
     trials = [node for cls, node in new if cls == "ImplicitFunc"]  # Tune's actor for a function trainable
     # One of the two fake GPUs is left to the Real cell, which trains while the sampler draws.
     assert len(samplers) == 1 and set(samplers) == {three_nodes["gpu"]}
-    assert 1 <= len(trials) <= 3 and set(trials) == {three_nodes["gpu"]}  # Tune reuses a trial's actor
+    # A trial asks for the fake GPU, which only that node offers. The GCS table has, in one run of
+    # several, lacked the trial actors of a finished Tune run; those it lists are on that node.
+    assert trial_resources(config.classifier) == {"cpu": 1, "gpu": 0, "fake_gpu": 1}
+    assert len(trials) <= 3 and set(trials) <= {three_nodes["gpu"]}  # Tune reuses a trial's actor
     assert three_nodes["head"] not in {node for _, node in new}
 
 
