@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from harness.report.figures import (
@@ -268,6 +269,8 @@ def test_provenance_names_versions_hardware_and_no_host(tmp_path: Path) -> None:
     assert prov["libraries"]["numpy"] == importlib.metadata.version("numpy")
     assert set(prov["libraries"]) >= {"torch", "torchvision", "ray", "numpy", "scipy", "matplotlib"}
     assert prov["hardware"]["cpu_count"] >= 1 and prov["hardware"]["gpu_count"] == len(prov["hardware"]["gpus"])
+    kernels = torch.backends.cpu.get_cpu_capability()
+    assert prov["hardware"]["cpu_kernels"] == kernels
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                           cwd=Path(__file__).parent).stdout.strip()
     assert (prov["harness"]["git"] or {}).get("commit") == (head or None)
@@ -275,6 +278,7 @@ def test_provenance_names_versions_hardware_and_no_host(tmp_path: Path) -> None:
     host = socket.gethostname()
     assert len(host) < 4 or host not in json.dumps(prov)
     md = provenance_markdown(prov)
+    assert f"({kernels} kernels)" in md
     assert "- **seeds**: 0, 1" in md and "| classifier | `not pinned` |" in md and "train 1m16s" in md
     assert "```yaml\ndataset: {kind: digits}\n```" in md
     page = provenance_html(prov)

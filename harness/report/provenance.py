@@ -62,11 +62,14 @@ def _cpu_model() -> str:
 
 
 def hardware() -> dict[str, Any]:
-    """CPU model and count, and the GPUs torch sees (model per device, CUDA version)."""
+    """CPU model and count, the CPU kernels torch dispatches to here (AVX2, AVX512…: they round differently,
+    and a short training run carries the difference into its accuracy), and the GPUs torch sees (model per
+    device, CUDA version)."""
     import torch
 
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(), "gpu_count": len(gpus), "gpus": gpus,
+    return {"cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+            "cpu_kernels": torch.backends.cpu.get_cpu_capability(), "gpu_count": len(gpus), "gpus": gpus,
             "cuda": torch.version.cuda if gpus else None}
 
 
@@ -117,7 +120,8 @@ def _facts(prov: Mapping[str, Any]) -> list[tuple[str, str]]:
     total = stage_wall(stages, starts) if starts else sum(stages.values())
     return [("harness", _harness(prov)), ("python", f"{prov['python']} on {prov['platform']}"),
             ("libraries", ", ".join(f"{k} {v or 'not installed'}" for k, v in prov["libraries"].items())),
-            ("CPU", f"{hw['cpu_count']} × {hw['cpu_model']}"), ("GPU", _gpus(hw)),
+            ("CPU", f"{hw['cpu_count']} × {hw['cpu_model']}"
+                    + (f" ({hw['cpu_kernels']} kernels)" if hw.get("cpu_kernels") else "")), ("GPU", _gpus(hw)),
             ("seeds", ", ".join(map(str, prov["seeds"])) or "–"),
             ("wall time", ", ".join(f"{k} {format_seconds(v)}" for k, v in stages.items())
              + (f" (total {format_seconds(total)})" if len(stages) > 1 else ""))]
