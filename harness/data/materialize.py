@@ -12,6 +12,7 @@ shards.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,7 @@ class RealData:
 MIN_PARALLEL_IMAGES = 2_000
 MIN_CHUNK_IMAGES = 100
 CHUNKS_PER_CPU = 8
+CALLS_PER_WORKER = 2
 
 
 class _SplitWorker:
@@ -95,9 +97,11 @@ def _write_parallel(writes: dict[str, _SplitWrite], num_classes: int, cpus: int)
     one writer call per shard.
 
     The workers start once for all the splits, and the splits' shards form one queue, so no
-    CPU waits between splits. A split is cut into about ``CHUNKS_PER_CPU`` chunks per CPU,
-    and only enough shards to keep every CPU busy are in flight at once, so the object store
-    holds a few shards' images, not the dataset's.
+    CPU waits between splits. A split is cut into about ``CHUNKS_PER_CPU`` chunks per CPU.
+    Each call goes to a worker with fewer than ``CALLS_PER_WORKER`` calls queued, a shard's
+    write before any load once its chunks are in, so the loads are not queued behind a
+    worker's write while another worker idles. Only enough shards to keep every CPU busy are
+    open at once, so the object store holds a few shards' images, not the dataset's.
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -109,27 +113,54 @@ def _write_parallel(writes: dict[str, _SplitWrite], num_classes: int, cpus: int)
     chunks = {name: min(max(map(len, w.groups)),
                         max(MIN_CHUNK_IMAGES, math.ceil(len(w.split.labels) / (CHUNKS_PER_CPU * cpus))))
               for name, w in writes.items()}
-    window = 1 + max(math.ceil(cpus * chunks[name] / max(map(len, w.groups))) for name, w in writes.items())
-    todo = [(name, index, idx) for name, w in writes.items() for index, idx in enumerate(w.groups)]
+    max_open = 1 + max(math.ceil(cpus * chunks[name] / max(map(len, w.groups))) for name, w in writes.items())
+    closed = deque((name, index) for name, w in writes.items() for index in range(len(w.groups)))
+    loads: deque[tuple[tuple[str, int], np.ndarray]] = deque()  # (split, shard index), image indices
+    chunk_refs: dict[tuple[str, int], list[ray.ObjectRef]] = {}
+    open_shards: dict[tuple[str, int], int] = {}  # → chunks still loading
+    loaded: deque[tuple[str, int]] = deque()
+    queued = [0] * cpus
+    calls: dict[ray.ObjectRef, tuple[int, bool, tuple[str, int]]] = {}  # → worker, is a write, shard
     entries: dict[str, list[dict]] = {name: [] for name in writes}
-    pending: dict[ray.ObjectRef, str] = {}
-    loads = 0
+
+    def call(worker: int) -> bool:
+        """Give the worker its next call, if there is one."""
+        if not loaded and not loads and closed and len(open_shards) < max_open:
+            shard = closed.popleft()
+            idx, size = writes[shard[0]].groups[shard[1]], chunks[shard[0]]
+            loads.extend((shard, idx[start:start + size]) for start in range(0, len(idx), size))
+            chunk_refs[shard], open_shards[shard] = [], math.ceil(len(idx) / size)
+        if loaded:
+            shard, is_write = loaded.popleft(), True
+            w = writes[shard[0]]
+            ref = workers[worker].write.remote(w.shards, shard[1], w.split.labels[w.groups[shard[1]]], num_classes,
+                                               *chunk_refs.pop(shard))
+        elif loads:
+            (shard, idx), is_write = loads.popleft(), False
+            ref = workers[worker].load.remote(shard[0], idx)
+            chunk_refs[shard].append(ref)
+        else:
+            return False
+        calls[ref] = (worker, is_write, shard)
+        queued[worker] += 1
+        return True
+
     try:
-        while todo or pending:
-            while todo and len(pending) < window:
-                name, index, idx = todo.pop(0)
-                size = chunks[name]
-                refs = []
-                for start in range(0, len(idx), size):
-                    refs.append(workers[loads % cpus].load.remote(name, idx[start:start + size]))
-                    loads += 1
-                w = writes[name]
-                pending[workers[index % cpus].write.remote(w.shards, index, w.split.labels[idx], num_classes,
-                                                           *refs)] = name
-            done, _ = ray.wait(list(pending), num_returns=1)
-            name = pending.pop(done[0])
-            entries[name].append(ray.get(done[0]))
-            writes[name].progress.advance()
+        while calls or loaded or loads or closed:
+            for worker in range(cpus):
+                while queued[worker] < CALLS_PER_WORKER and call(worker):
+                    pass
+            (done,), _ = ray.wait(list(calls), num_returns=1, fetch_local=False)
+            worker, is_write, shard = calls.pop(done)
+            queued[worker] -= 1
+            if is_write:
+                del open_shards[shard]
+                entries[shard[0]].append(ray.get(done))
+                writes[shard[0]].progress.advance()
+            else:
+                open_shards[shard] -= 1
+                if not open_shards[shard]:
+                    loaded.append(shard)
     finally:
         for worker in workers:
             ray.kill(worker)

@@ -229,20 +229,25 @@ def read_folder(cfg: DatasetConfig) -> Splits:
     return _with_official_test(train, test, cfg, class_names, first)
 
 
-def list_class_folders(root: Path, class_names: list[str]) -> tuple[list[Path], np.ndarray]:
-    """Image files under ``root/<class>/`` and their labels, in a stable order."""
-    files, labels = [], []
+def list_class_folders(root: Path, class_names: list[str]) -> tuple[list[str], np.ndarray]:
+    """Image files under ``root/<class>/`` and their labels, in a stable order.
+
+    Paths as strings: a loader that holds them is sent to every Ray worker, and 20,000
+    ``Path`` objects take 0.2 s to unpickle where strings take a hundredth of that.
+    """
+    files: list[str] = []
+    labels: list[int] = []
     for label, name in enumerate(class_names):
         class_dir = root / name
         found = sorted(p for p in class_dir.iterdir() if p.suffix in IMAGE_SUFFIXES) if class_dir.is_dir() else []
-        files += found
+        files += map(str, found)
         labels += [label] * len(found)
     if not files:
         raise ConfigError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in any class folder")
     return files, np.asarray(labels, dtype=np.int64)
 
 
-def load_image(path: Path, image_size: int | None, channels: int) -> np.ndarray:
+def load_image(path: str | Path, image_size: int | None, channels: int) -> np.ndarray:
     """One image file as uint8 C×H×W, center-cropped and resized when ``image_size`` is set."""
     from PIL import Image
 
