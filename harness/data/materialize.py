@@ -114,7 +114,7 @@ def _write_parallel(writes: dict[str, _SplitWrite], num_classes: int, cpus: int)
                         max(MIN_CHUNK_IMAGES, math.ceil(len(w.split.labels) / (CHUNKS_PER_CPU * cpus))))
               for name, w in writes.items()}
     max_open = 1 + max(math.ceil(cpus * chunks[name] / max(map(len, w.groups))) for name, w in writes.items())
-    closed = deque((name, index) for name, w in writes.items() for index in range(len(w.groups)))
+    unopened = deque((name, index) for name, w in writes.items() for index in range(len(w.groups)))
     loads: deque[tuple[tuple[str, int], np.ndarray]] = deque()  # (split, shard index), image indices
     chunk_refs: dict[tuple[str, int], list[ray.ObjectRef]] = {}
     open_shards: dict[tuple[str, int], int] = {}  # → chunks still loading
@@ -125,8 +125,8 @@ def _write_parallel(writes: dict[str, _SplitWrite], num_classes: int, cpus: int)
 
     def call(worker: int) -> bool:
         """Give the worker its next call, if there is one."""
-        if not loaded and not loads and closed and len(open_shards) < max_open:
-            shard = closed.popleft()
+        if not loaded and not loads and unopened and len(open_shards) < max_open:
+            shard = unopened.popleft()
             idx, size = writes[shard[0]].groups[shard[1]], chunks[shard[0]]
             loads.extend((shard, idx[start:start + size]) for start in range(0, len(idx), size))
             chunk_refs[shard], open_shards[shard] = [], math.ceil(len(idx) / size)
@@ -146,7 +146,7 @@ def _write_parallel(writes: dict[str, _SplitWrite], num_classes: int, cpus: int)
         return True
 
     try:
-        while calls or loaded or loads or closed:
+        while calls or loaded or loads or unopened:
             for worker in range(cpus):
                 while queued[worker] < CALLS_PER_WORKER and call(worker):
                     pass
