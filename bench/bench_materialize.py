@@ -8,8 +8,9 @@ then runs ``harness.data.materialize`` on it as a ``folder`` dataset resized to
 ``--image-size`` (decode, centre crop, bicubic resize, shard, zstd-up, SHA-256, write):
 
 * serial: Ray not running, so this process does everything;
-* parallel: after ``ray.init(num_cpus=--cpus)`` (not timed), chunks decoded by Ray tasks
-  and one writer task per shard; the time includes starting Ray's worker processes.
+* parallel: after ``ray.init(num_cpus=--cpus)`` (not timed), chunks decoded by a thread of
+  this process and ``--cpus`` − 1 Ray workers, one writer call per shard; the time includes
+  starting the Ray workers.
 
 Ray starts its workers at niceness 15 unless ``RAY_worker_niceness`` says otherwise; on a
 machine shared with other people's processes that alone starves the parallel path, so

@@ -2,17 +2,18 @@
 
 Images go into shards in a seeded random order, so that every shard holds a random
 sample of the classes (a folder dataset lists its images class by class, and a streaming
-reader shuffles within a few shards only). When Ray is running and a split is large,
-one Ray worker per CPU of this node (where the source is), started once for both
-splits, decodes and resizes chunks of images in parallel, and each shard is encoded and
-written by one call of its own; otherwise this process does it all. Both give the same
-shards.
+reader shuffles within a few shards only). A thread of this process loads the images
+(decode, crop, resize) and writes the shards; when Ray is running and the dataset is
+large, one Ray worker per further CPU of this node (where the source is) shares the
+work: chunks of images loaded in parallel, each shard encoded and written by one call of
+its own. However many take part, the shards are the same.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,7 @@ class RealData:
 
 MIN_PARALLEL_IMAGES = 2_000
 MIN_CHUNK_IMAGES = 100
-CHUNKS_PER_CPU = 8
+CHUNKS_PER_WORKER = 8
 CALLS_PER_WORKER = 2
 
 
@@ -62,7 +63,8 @@ class _SplitWorker:
         return self.splits[name].load(idx)
 
     def write(self, shards: ShardSet, index: int, labels: np.ndarray, num_classes: int, *chunks: np.ndarray) -> dict:
-        return shards.write_shard(index, np.concatenate(chunks), labels, num_classes)
+        return shards.write_shard(index, chunks[0] if len(chunks) == 1 else np.concatenate(chunks), labels,
+                                  num_classes)
 
 
 @dataclass
@@ -82,103 +84,115 @@ class _SplitWrite:
         return cls(split, shards, spec, groups, Progress(stage, total=len(groups), unit="shards"))
 
 
-def _local_cpus() -> int:
-    """CPUs Ray offers on this node (0 without Ray, or on a head kept free of work)."""
+def _ray_workers_wanted(images: int) -> int:
+    """Ray workers to start beside this process: one per further CPU that Ray offers on this node (none
+    without Ray, on a head kept free of work, or for a dataset too small to repay their start)."""
     import ray
 
-    if not ray.is_initialized():
+    if images < MIN_PARALLEL_IMAGES or not ray.is_initialized():
         return 0
     here = ray.get_runtime_context().get_node_id()
-    return int(next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == here), 0))
+    cpus = int(next((n["Resources"].get("CPU", 0) for n in ray.nodes() if n["NodeID"] == here), 0))
+    return max(0, cpus - 1)
 
 
-def _write_parallel(writes: dict[str, _SplitWrite], num_classes: int, cpus: int) -> dict[str, list[dict]]:
-    """Each split's shard entries, written by one Ray worker per CPU of this node: chunks loaded in parallel,
-    one writer call per shard.
+def _write_shards(writes: dict[str, _SplitWrite], num_classes: int, ray_workers: int) -> dict[str, list[dict]]:
+    """Each split's shard entries: chunks of images loaded, and each shard written from its chunks, by a thread
+    of this process and by ``ray_workers`` Ray workers on this node.
 
-    The workers start once for all the splits, and the splits' shards form one queue, so no
-    CPU waits between splits. A split is cut into about ``CHUNKS_PER_CPU`` chunks per CPU.
-    Each call goes to a worker with fewer than ``CALLS_PER_WORKER`` calls queued, a shard's
-    write before any load once its chunks are in, so the loads are not queued behind a
-    worker's write while another worker idles. Only enough shards to keep every CPU busy are
-    open at once, so the object store holds a few shards' images, not the dataset's.
+    This process works as one of the workers, so it is the whole job without Ray and saves one Ray
+    worker's start with it. The splits' shards form one queue, cut into about ``CHUNKS_PER_WORKER``
+    chunks per worker when there are several. Each call goes to a worker with fewer than
+    ``CALLS_PER_WORKER`` calls queued, a shard's write before any load once its chunks are in, so
+    no worker waits behind another's write. Only enough shards to keep every worker busy are open
+    at once, so memory holds a few shards' images, not the dataset's.
     """
     import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    splits_ref = ray.put({name: w.split for name, w in writes.items()})
-    worker_class = ray.remote(num_cpus=1)(_SplitWorker)
-    workers = [worker_class.options(scheduling_strategy=here).remote(splits_ref) for _ in range(cpus)]
-    chunks = {name: min(max(map(len, w.groups)),
-                        max(MIN_CHUNK_IMAGES, math.ceil(len(w.split.labels) / (CHUNKS_PER_CPU * cpus))))
-              for name, w in writes.items()}
-    max_open = 1 + max(math.ceil(cpus * chunks[name] / max(map(len, w.groups))) for name, w in writes.items())
+    splits = {name: w.split for name, w in writes.items()}
+    remote = []
+    if ray_workers:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        worker_class = ray.remote(num_cpus=1)(_SplitWorker).options(scheduling_strategy=here)
+        splits_ref = ray.put(splits)
+        remote = [worker_class.remote(splits_ref) for _ in range(ray_workers)]
+    local, thread = _SplitWorker(splits), ThreadPoolExecutor(1, thread_name_prefix="materialize")
+    workers = 1 + ray_workers
+    chunk_size = {name: min(max(map(len, w.groups)),
+                            max(MIN_CHUNK_IMAGES, math.ceil(len(w.split.labels) / (CHUNKS_PER_WORKER * workers))))
+                  if ray_workers else max(map(len, w.groups))
+                  for name, w in writes.items()}
+    max_open = 1 + max(math.ceil(workers * chunk_size[name] / max(map(len, w.groups))) for name, w in writes.items())
     unopened = deque((name, index) for name, w in writes.items() for index in range(len(w.groups)))
     loads: deque[tuple[tuple[str, int], np.ndarray]] = deque()  # (split, shard index), image indices
-    chunk_refs: dict[tuple[str, int], list[ray.ObjectRef]] = {}
+    chunks: dict[tuple[str, int], list[Future | ray.ObjectRef]] = {}  # a chunk from this process, or a Ray worker
     open_shards: dict[tuple[str, int], int] = {}  # → chunks still loading
     loaded: deque[tuple[str, int]] = deque()
-    queued = [0] * cpus
-    calls: dict[ray.ObjectRef, tuple[int, bool, tuple[str, int]]] = {}  # → worker, is a write, shard
+    queued = [0] * workers
+    calls: dict[Future, tuple[int, bool, tuple[str, int]]] = {}  # → worker (0: this process), is a write, shard
     entries: dict[str, list[dict]] = {name: [] for name in writes}
 
     def call(worker: int) -> bool:
         """Give the worker its next call, if there is one."""
         if not loaded and not loads and unopened and len(open_shards) < max_open:
             shard = unopened.popleft()
-            idx, size = writes[shard[0]].groups[shard[1]], chunks[shard[0]]
+            idx, size = writes[shard[0]].groups[shard[1]], chunk_size[shard[0]]
             loads.extend((shard, idx[start:start + size]) for start in range(0, len(idx), size))
-            chunk_refs[shard], open_shards[shard] = [], math.ceil(len(idx) / size)
+            chunks[shard], open_shards[shard] = [], math.ceil(len(idx) / size)
         if loaded:
             shard, is_write = loaded.popleft(), True
             w = writes[shard[0]]
-            ref = workers[worker].write.remote(w.shards, shard[1], w.split.labels[w.groups[shard[1]]], num_classes,
-                                               *chunk_refs.pop(shard))
+            args = shard[1], w.split.labels[w.groups[shard[1]]], num_classes
+            parts = [part.result() if isinstance(part, Future) else part if worker else ray.get(part)
+                     for part in chunks.pop(shard)]
+            future = (remote[worker - 1].write.remote(w.shards, *args, *parts).future() if worker
+                      else thread.submit(local.write, w.shards, *args, *parts))
         elif loads:
             (shard, idx), is_write = loads.popleft(), False
-            ref = workers[worker].load.remote(shard[0], idx)
-            chunk_refs[shard].append(ref)
+            if worker:
+                ref = remote[worker - 1].load.remote(shard[0], idx)
+                chunks[shard].append(ref)
+                future = ref.future()
+            else:
+                future = thread.submit(local.load, shard[0], idx)
+                chunks[shard].append(future)
         else:
             return False
-        calls[ref] = (worker, is_write, shard)
+        calls[future] = (worker, is_write, shard)
         queued[worker] += 1
         return True
 
     try:
         while calls or loaded or loads or unopened:
-            for worker in range(cpus):
+            for worker in range(workers):
                 while queued[worker] < CALLS_PER_WORKER and call(worker):
                     pass
-            (done,), _ = ray.wait(list(calls), num_returns=1, fetch_local=False)
-            worker, is_write, shard = calls.pop(done)
-            queued[worker] -= 1
-            if is_write:
-                del open_shards[shard]
-                entries[shard[0]].append(ray.get(done))
-                writes[shard[0]].progress.advance()
-            else:
-                open_shards[shard] -= 1
-                if not open_shards[shard]:
-                    loaded.append(shard)
+            done, _ = wait(calls, return_when=FIRST_COMPLETED)
+            for future in done:
+                worker, is_write, shard = calls.pop(future)
+                queued[worker] -= 1
+                result = future.result()
+                if is_write:
+                    del open_shards[shard]
+                    entries[shard[0]].append(result)
+                    writes[shard[0]].progress.advance()
+                else:
+                    open_shards[shard] -= 1
+                    if not open_shards[shard]:
+                        loaded.append(shard)
     finally:
-        for worker in workers:
+        thread.shutdown(cancel_futures=True)
+        for worker in remote:
             ray.kill(worker)
     return entries
 
 
 def _write_splits(writes: dict[str, _SplitWrite], num_classes: int, image_shape: tuple[int, int, int]) -> None:
-    """Every split's shards and manifest: the large splits by Ray workers when this node offers
-    two CPUs or more, the others by this process."""
-    cpus = _local_cpus()
-    large = {name: w for name, w in writes.items() if len(w.split.labels) >= MIN_PARALLEL_IMAGES}
-    entries = _write_parallel(large, num_classes, cpus) if cpus >= 2 and large else {}
+    """Every split's shards and manifest."""
+    entries = _write_shards(writes, num_classes, _ray_workers_wanted(sum(len(w.split.labels) for w in writes.values())))
     for name, w in writes.items():
-        if name not in entries:
-            entries[name] = []
-            for index, idx in enumerate(w.groups):
-                entries[name].append(w.shards.write_shard(index, w.split.load(idx), w.split.labels[idx], num_classes))
-                w.progress.advance()
         w.shards.write_manifest(w.spec, entries[name], num_classes, image_shape)
 
 
