@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--classes", type=int, default=100)
     parser.add_argument("--cpus", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
     os.environ.setdefault("RAY_worker_niceness", "0")
 
