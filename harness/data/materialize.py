@@ -145,7 +145,8 @@ def _write_shards(writes: dict[str, _SplitWrite], num_classes: int, ray_workers:
             shard, is_write = loaded.popleft(), True
             w = writes[shard[0]]
             args = shard[1], w.split.labels[w.groups[shard[1]]], num_classes
-            parts = [part.result() if isinstance(part, Future) else part if worker else ray.get(part)
+            # chunks this process loaded go as arrays; a Ray worker's stay references unless this process writes
+            parts = [part.result() if isinstance(part, Future) else (part if worker else ray.get(part))
                      for part in chunks.pop(shard)]
             future = (remote[worker - 1].write.remote(w.shards, *args, *parts).future() if worker
                       else thread.submit(local.write, w.shards, *args, *parts))
