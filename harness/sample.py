@@ -79,7 +79,7 @@ class SamplingTimes:
     def to_dict(self, sets: list[SampleSet]) -> dict[str, Any]:
         """For run.json: generators by name; sample sets by folder, with their images/s per actor."""
         drawn = {s.folder: {"label": s.label, "images": self.images[s.key],
-                            "actor_seconds": round(self.actor_seconds[s.key], 3),
+                            "actor_seconds": float(f"{self.actor_seconds[s.key]:.4g}"),  # a fast set takes ms
                             "images_per_second_per_actor": round(self.images[s.key] / max(self.actor_seconds[s.key],
                                                                                           1e-9), 1)}
                  for s in sets if s.key in self.images}
