@@ -117,6 +117,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def slow_set_folder(config: Path, store: Path) -> str:
+    """The folder of the slow generator's sample set, planned here from the real data, materialised into
+    ``store`` first as the sweep does it (with the config's shard size: the dataset's key leaves it out)."""
+    from harness.config_file import load_config
+    from harness.data import materialize
+    from harness.plan import plan_cells, sample_sets
+
+    sweep_config = load_config(config, str(store))
+    real = materialize(sweep_config.dataset, Store(str(store)), sweep_config.sampler.shard_size)
+    return next(s.folder for s in sample_sets(plan_cells(sweep_config, real)) if s.generator.name == "slow")
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[dict[str, Any]]]:
     """The uninterrupted sweep: config, store folder, records."""
@@ -135,11 +147,11 @@ def test_killed_and_stopped_sweeps_resume_to_the_same_results(reference: tuple[P
     def sweep(name: str) -> Sweep:
         return Sweep(config, str(store), tmp_path / name)
 
-    # 1. SIGKILL while sampling, once a sample set has a shard but no manifest yet; the sampler
-    # dies with the driver.
+    # 1. SIGKILL while sampling, once the slow generator's set has a shard but no manifest yet (the
+    # cvae's sets can go from first shard to manifest between two looks); the sampler dies with the driver.
+    slow = store / slow_set_folder(config, store)
     first = sweep("sample")
-    first.wait_for(lambda: any(any(d.glob("shard-*.npz")) and not (d / "manifest.json").exists()
-                               for d in store.glob("samples/*")))
+    first.wait_for(lambda: any(slow.glob("shard-*.npz")) and not (slow / "manifest.json").exists())
     raylets = [c for c in children(first.proc.pid) if "raylet" in command(c)]
     samplers = [w for r in raylets for w in children(r) if "Sampler" in command(w)]
     assert samplers, "no sampler worker found under the driver's raylet"
