@@ -118,14 +118,14 @@ def alive(pid: int) -> bool:
 
 
 def slow_set_folder(config: Path, store: Path) -> str:
-    """The folder of the slow generator's sample set, planned here from the real data, materialised into
-    ``store`` first as the sweep does it (with the config's shard size: the dataset's key leaves it out)."""
+    """The folder of the slow generator's sample set, planned here from the real data, which the sweep's
+    own ``real_data`` writes into ``store`` first."""
     from harness.config_file import load_config
-    from harness.data import materialize
     from harness.plan import plan_cells, sample_sets
+    from harness.sweep import real_data
 
     sweep_config = load_config(config, str(store))
-    real = materialize(sweep_config.dataset, Store(str(store)), sweep_config.sampler.shard_size)
+    real = real_data(sweep_config, Store(str(store)))
     return next(s.folder for s in sample_sets(plan_cells(sweep_config, real)) if s.generator.name == "slow")
 
 

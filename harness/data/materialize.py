@@ -130,7 +130,6 @@ def _write_shards(writes: dict[str, _SplitWrite], num_classes: int, ray_workers:
     chunks: dict[tuple[str, int], list[Future | ray.ObjectRef]] = {}  # a chunk from this process, or a Ray worker
     open_shards: dict[tuple[str, int], int] = {}  # → chunks still loading
     loaded: deque[tuple[str, int]] = deque()
-    queued = [0] * workers
     calls: dict[Future, tuple[int, bool, tuple[str, int]]] = {}  # → worker (0: this process), is a write, shard
     entries: dict[str, list[dict]] = {name: [] for name in writes}
 
@@ -162,18 +161,19 @@ def _write_shards(writes: dict[str, _SplitWrite], num_classes: int, ray_workers:
         else:
             return False
         calls[future] = (worker, is_write, shard)
-        queued[worker] += 1
         return True
+
+    def queued(worker: int) -> int:
+        return sum(w == worker for w, _, _ in calls.values())
 
     try:
         while calls or loaded or loads or unopened:
             for worker in range(workers):
-                while queued[worker] < CALLS_PER_WORKER and call(worker):
+                while queued(worker) < CALLS_PER_WORKER and call(worker):
                     pass
             done, _ = wait(calls, return_when=FIRST_COMPLETED)
             for future in done:
-                worker, is_write, shard = calls.pop(future)
-                queued[worker] -= 1
+                _, is_write, shard = calls.pop(future)
                 result = future.result()
                 if is_write:
                     del open_shards[shard]
